@@ -1,0 +1,51 @@
+"""Closed sets used across the package (one place, like NautilusTrader's enums)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderEvent(StrEnum):
+    NEW = "new"
+    CANCEL = "cancel"
+    FILL = "fill"
+
+
+class Segment(StrEnum):
+    RETAIL = "retail"
+    INSTITUTIONAL = "institutional"
+    MARKET_MAKER = "market_maker"
+    PROPRIETARY = "proprietary"
+    HIGH_FREQUENCY = "high_frequency"
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    INVESTIGATING = "investigating"
+    ESCALATED = "escalated"
+    CLOSED_FALSE_POSITIVE = "closed_false_positive"
+    CLOSED_REPORTED = "closed_reported"
+
+
+class Typology(StrEnum):
+    """Manipulation typologies; each injected scenario carries exactly one."""
+
+    WASH_TRADING = "wash_trading"
+    PING_PONG = "ping_pong"
+    PUMP_AND_DUMP = "pump_and_dump"
+    SPOOFING = "spoofing"
+    LAYERING = "layering"
+    FRONT_RUNNING = "front_running"
+    MESSAGE_FLOOD = "message_flood"
+    CANCEL_TO_FILL = "cancel_to_fill"
+    ACCOUNT_DEVIATION = "account_deviation"
+    CROSS_VENUE_DISLOCATION = "cross_venue_dislocation"
+    COLLUSION_RING = "collusion_ring"
+    POSITION_CONCENTRATION = "position_concentration"
+    VOLUME_SPIKE = "volume_spike"
+    BEHAVIOURAL_ANOMALY = "behavioural_anomaly"

@@ -1,0 +1,113 @@
+"""Orchestration: canonical tables → rules (+ ML) → alerts, with a per-rule run summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from market_surveillance.rules.base import ALERT_SCHEMA, DataProfile, Rule
+from market_surveillance.rules.config import build_rules, load_config
+
+
+@dataclass
+class RuleRun:
+    rule_id: str
+    name: str
+    typology: str
+    status: str  # ran | skipped
+    alerts: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class DetectResult:
+    alerts: pa.Table
+    runs: list[RuleRun] = field(default_factory=list)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        return [r.__dict__.copy() for r in self.runs]
+
+
+def run_rules(
+    tables: Mapping[str, ir.Table],
+    profile: DataProfile,
+    rules: list[Rule],
+    *,
+    on_rule: Callable[[Rule], None] | None = None,
+) -> DetectResult:
+    """Run each rule that can run on the data; rules that cannot are recorded as skipped with why."""
+    results: list[pa.Table] = []
+    runs: list[RuleRun] = []
+    for rule in rules:
+        if on_rule is not None:
+            on_rule(rule)
+        reason = rule.skip_reason(profile)
+        run = RuleRun(rule.rule_id, rule.name, str(rule.typology), "skipped" if reason else "ran", reason=reason or "")
+        if reason is None:
+            start = time.perf_counter()
+            alerts = rule.run(tables)
+            run.seconds = time.perf_counter() - start
+            run.alerts = alerts.num_rows
+            results.append(alerts)
+        runs.append(run)
+    alerts = pa.concat_tables(results) if results else ALERT_SCHEMA.empty_table()
+    return DetectResult(alerts, runs)
+
+
+def detect_dir(
+    data_dir: str | Path,
+    config_path: str | Path | None = None,
+    *,
+    on_rule: Callable[[Rule], None] | None = None,
+) -> DetectResult:
+    """Validate a canonical data folder and run every configured rule on DuckDB."""
+    from market_surveillance.io.canonical import open_dir
+
+    rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
+    _, tables, profile = open_dir(data_dir)
+    return run_rules(tables, profile, rules, on_rule=on_rule)
+
+
+def write_alerts(alerts: pa.Table, out: str | Path) -> Path:
+    """Write alerts to Parquet, or CSV when the path ends in .csv (lists joined with ';')."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        flat = alerts
+        for col in ("accounts", "evidence_trade_ids", "evidence_order_ids"):
+            idx = flat.schema.get_field_index(col)
+            flat = flat.set_column(idx, col, pc.binary_join(flat[col], ";"))
+        pacsv.write_csv(flat, out)
+    else:
+        pq.write_table(alerts, out)
+    return out
+
+
+def read_alerts(path: str | Path) -> pa.Table:
+    """Alerts written by :func:`write_alerts` (Parquet or CSV) back in :data:`ALERT_SCHEMA`."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix == ".csv":
+        t = pacsv.read_csv(path)
+        for col in ("accounts", "evidence_trade_ids", "evidence_order_ids"):
+            idx = t.schema.get_field_index(col)
+            s = pc.fill_null(t[col].cast(pa.string()), "")
+            parts = pc.split_pattern(s, ";")
+            parts = pa.array([[x for x in v if x] for v in parts.to_pylist()], pa.list_(pa.string()))
+            t = t.set_column(idx, col, parts)
+        return t.select(ALERT_SCHEMA.names).cast(ALERT_SCHEMA)
+    return pq.read_table(path).cast(ALERT_SCHEMA)

@@ -1,0 +1,1 @@
+"""Detection rules: one module per rule, registered in :mod:`market_surveillance.rules.registry`."""

@@ -1,0 +1,309 @@
+"""The rule contract: declared params, one alert schema, deterministic alert ids.
+
+A rule is a class with a stable ``rule_id``, a slug ``name``, the ``typology`` it targets, a frozen
+params dataclass and a :meth:`Rule.candidates` method that turns canonical Ibis tables into one row
+per episode. The base class validates params, applies per-asset overrides, executes the expression on
+whatever backend the tables live on (DuckDB or PySpark) and finalises the rows into :data:`ALERT_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+
+from market_surveillance.enums import Typology
+from market_surveillance.schema import TS
+
+Tables = Mapping[str, ir.Table]
+
+ALERT_SCHEMA = pa.schema(
+    [
+        pa.field("alert_id", pa.string(), nullable=False),
+        pa.field("rule_id", pa.string(), nullable=False),
+        pa.field("rule_name", pa.string(), nullable=False),
+        pa.field("typology", pa.string(), nullable=False),
+        pa.field("asset", pa.string()),
+        pa.field("venue", pa.string()),
+        pa.field("accounts", pa.list_(pa.string())),
+        pa.field("window_start", TS, nullable=False),
+        pa.field("window_end", TS, nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("evidence_trade_ids", pa.list_(pa.string())),
+        pa.field("evidence_order_ids", pa.list_(pa.string())),
+        pa.field("explanation", pa.string()),
+    ]
+)
+
+#: Columns a rule's :meth:`Rule.candidates` expression must return.
+CANDIDATE_COLUMNS = (
+    "asset",
+    "venue",
+    "accounts",
+    "window_start",
+    "window_end",
+    "value",
+    "score",
+    "evidence_trade_ids",
+    "evidence_order_ids",
+)
+
+MAX_EVIDENCE = 200  # ids kept per alert; the window bounds locate the rest
+
+
+# ---------------------------------------------------------------------------------------------
+# Declared, validated parameters (scikit-learn style)
+# ---------------------------------------------------------------------------------------------
+
+
+def param(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    closed: str = "both",
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> Any:
+    """A params-dataclass field with a declared constraint.
+
+    ``closed`` is one of ``both``, ``left``, ``right``, ``neither`` and applies to ``low``/``high``.
+    """
+    meta = {"low": low, "high": high, "closed": closed, "choices": choices, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+def _describe(meta: Mapping[str, Any], kind: str) -> str:
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    low, high, closed = meta.get("low"), meta.get("high"), meta.get("closed", "both")
+    if low is None and high is None:
+        return f"a {kind}"
+    lb = "[" if closed in ("both", "left") and low is not None else "("
+    rb = "]" if closed in ("both", "right") and high is not None else ")"
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    return f"a {kind} in the range {lb}{lo}, {hi}{rb}"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base for every rule's params dataclass; checks declared constraints on construction."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            kind = "float" if isinstance(f.default, float) else type(f.default).__name__
+            bad = False
+            if meta.get("choices") is not None:
+                bad = value not in meta["choices"]
+            elif isinstance(f.default, bool):
+                bad = not isinstance(value, bool)
+            elif isinstance(f.default, int | float):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    bad = True
+                elif isinstance(f.default, int) and not isinstance(value, int):
+                    bad = True
+                elif isinstance(value, float) and math.isnan(value):
+                    bad = True
+                else:
+                    low, high, closed = meta.get("low"), meta.get("high"), meta.get("closed", "both")
+                    if low is not None:
+                        bad |= value < low if closed in ("both", "left") else value <= low
+                    if high is not None:
+                        bad |= value > high if closed in ("both", "right") else value >= high
+            elif isinstance(f.default, str):
+                bad = not isinstance(value, str)
+            if bad:
+                raise ValueError(
+                    f"The {f.name!r} parameter of {type(self).__name__} must be "
+                    f"{_describe(meta, kind)}. Got {value!r} instead."
+                )
+
+    def replace(self, **changes: Any) -> Params:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no parameter(s) {sorted(unknown)}; "
+                f"known: {[f.name for f in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What a dataset offers, so rules that cannot run on it are skipped with a reason."""
+
+    tables: frozenset[str]
+    has_trade_accounts: bool = True
+    has_order_accounts: bool = True
+    has_order_ids: bool = True
+
+
+class Rule(ABC):
+    """Base of every detection rule. Subclasses declare the ClassVars and implement :meth:`candidates`."""
+
+    rule_id: ClassVar[str]
+    name: ClassVar[str]
+    typology: ClassVar[Typology]
+    regulatory_name: ClassVar[str] = ""
+    metric: ClassVar[str]
+    threshold_param: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    requires: ClassVar[tuple[str, ...]] = ("trades",)
+    needs_trade_accounts: ClassVar[bool] = False
+    needs_order_accounts: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None, asset_params: Mapping[str, Params] | None = None):
+        self.params = params if params is not None else self.Params()
+        self.asset_params = dict(asset_params or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    # -- to implement ---------------------------------------------------------------------------
+    @abstractmethod
+    def candidates(self, t: Tables, p: Params) -> ir.Table:
+        """One row per episode with :data:`CANDIDATE_COLUMNS` (``accounts`` and evidence as string arrays)."""
+
+    # -- provided -------------------------------------------------------------------------------
+    def skip_reason(self, profile: DataProfile) -> str | None:
+        """Why this rule cannot run on a dataset, or None if it can."""
+        missing = [name for name in self.requires if name not in profile.tables]
+        if missing:
+            return f"needs table(s) {', '.join(missing)}, absent from the data"
+        if self.needs_trade_accounts and not profile.has_trade_accounts:
+            return "needs buyer/seller account ids on trades; the data has none"
+        if self.needs_order_accounts and not profile.has_order_accounts:
+            return "needs account ids on order events; the data has none"
+        return None
+
+    def threshold(self, p: Params) -> float:
+        return float(getattr(p, self.threshold_param))
+
+    def expression(self, t: Tables) -> ir.Table:
+        """The full alert-candidate expression, with per-asset overrides applied."""
+        overridden = list(self.asset_params)
+        parts = []
+        base_tables = _filter_assets(t, overridden, exclude=True) if overridden else t
+        parts.append(self._tagged(base_tables, self.params))
+        for asset, p in self.asset_params.items():
+            parts.append(self._tagged(_filter_assets(t, [asset], exclude=False), p))
+        return parts[0] if len(parts) == 1 else ibis.union(*parts)
+
+    def _tagged(self, t: Tables, p: Params) -> ir.Table:
+        c = self.candidates(t, p)
+        missing = [col for col in CANDIDATE_COLUMNS if col not in c.columns]
+        if missing:
+            raise TypeError(f"{type(self).__name__}.candidates must return {missing}")
+        cols = {col: c[col] for col in CANDIDATE_COLUMNS}
+        if "explanation" in c.columns:
+            cols["explanation"] = c["explanation"].cast("string")
+        else:
+            cols["explanation"] = ibis.null().cast("string")
+        cols["threshold"] = ibis.literal(self.threshold(p), type="float64")
+        return c.select(**cols)
+
+    def run(self, t: Tables) -> pa.Table:
+        """Execute on the tables' backend and return alerts in :data:`ALERT_SCHEMA`."""
+        raw = self.expression(t).to_pyarrow()
+        return finalize_alerts(self, raw)
+
+
+def _filter_assets(t: Tables, assets: list[str], *, exclude: bool) -> dict[str, ir.Table]:
+    out: dict[str, ir.Table] = {}
+    for name, tab in t.items():
+        if "asset" in tab.columns and name not in ("accounts", "network"):
+            cond = tab.asset.isin(assets)
+            out[name] = tab.filter(~cond if exclude else cond)
+        else:
+            out[name] = tab
+    return out
+
+
+def alert_id(rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any) -> str:
+    """Deterministic id: hash of rule, entity (asset, venue, accounts) and window."""
+    key = "|".join(
+        [rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start), str(end)]
+    )
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def _str_list(col: pa.ChunkedArray | pa.Array, n: int) -> pa.Array:
+    if col.null_count == len(col):
+        return pa.array([[] for _ in range(n)], type=pa.list_(pa.string()))
+    vals = col.to_pylist()
+    return pa.array(
+        [sorted({str(v) for v in (x or []) if v is not None})[:MAX_EVIDENCE] for x in vals],
+        type=pa.list_(pa.string()),
+    )
+
+
+def finalize_alerts(rule: Rule, raw: pa.Table) -> pa.Table:
+    """Turn a candidates result into sorted, deduplicated alerts with ids (alerts are few: Python is fine)."""
+    n = raw.num_rows
+    if n == 0:
+        return ALERT_SCHEMA.empty_table()
+    accounts = _str_list(raw["accounts"], n)
+    trades = _str_list(raw["evidence_trade_ids"], n)
+    orders = _str_list(raw["evidence_order_ids"], n)
+    ws = raw["window_start"].cast(TS)
+    we = raw["window_end"].cast(TS)
+    assets = raw["asset"].cast(pa.string()).to_pylist()
+    venues = raw["venue"].cast(pa.string()).to_pylist()
+    acc_py = accounts.to_pylist()
+    ws_py, we_py = ws.to_pylist(), we.to_pylist()
+    ids = [alert_id(rule.rule_id, a, v, ac, s, e) for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)]
+    score = np.nan_to_num(raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
+    out = pa.Table.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array([rule.rule_id] * n, pa.string()),
+            pa.array([rule.name] * n, pa.string()),
+            pa.array([str(rule.typology)] * n, pa.string()),
+            pa.array(assets, pa.string()),
+            pa.array(venues, pa.string()),
+            accounts,
+            ws,
+            we,
+            pa.array(score, pa.float64()),
+            pa.array([rule.metric] * n, pa.string()),
+            raw["value"].cast(pa.float64()),
+            raw["threshold"].cast(pa.float64()),
+            trades,
+            orders,
+            raw["explanation"].cast(pa.string()),
+        ],
+        schema=ALERT_SCHEMA,
+    )
+    # one alert per id (an episode reached twice, e.g. through overlapping candidates, is one alert)
+    out = out.sort_by([("window_start", "ascending"), ("alert_id", "ascending")])
+    _, first = np.unique(np.asarray(out["alert_id"].to_pylist(), dtype=object), return_index=True)
+    return out.take(pa.array(np.sort(first)))
+
+
+def str_array(*cols: ir.Value) -> ir.ArrayValue:
+    """An array<string> of the given scalar columns (nulls dropped), e.g. the two parties of a trade."""
+    arr = ibis.array([c.cast("string") for c in cols])
+    return arr.filter(lambda x: x.notnull())

@@ -1,0 +1,74 @@
+"""MS001 self_trade — wash trades where one account is both buyer and seller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class SelfTradeParams(Params):
+    min_trades: int = param(1, low=1, doc="self-trades by one account on one asset/venue to raise an episode")
+    episode_gap_s: int = param(
+        600, low=1, doc="self-trades further apart than this (seconds) start a new episode"
+    )
+
+
+@register
+class SelfTrade(Rule):
+    """Self-trade (wash trading).
+
+    What it detects
+        Trades whose buyer and seller are the same account, grouped into episodes per account, asset and
+        venue (a new episode starts after ``episode_gap_s`` seconds without a self-trade).
+    Why it is abusive
+        A trade with oneself transfers no beneficial ownership: it only paints volume and prints prices.
+        EU MAR Annex I (1)(a) "wash trades"; CEA §4c(a) wash sales.
+    Known false positives
+        Unintended crossing of one firm's independent algorithms under a shared account id (exchanges
+        usually offer self-trade prevention); internal transfers booked as trades.
+    """
+
+    rule_id = "MS001"
+    name = "self_trade"
+    typology = Typology.WASH_TRADING
+    regulatory_name = "EU MAR Annex I(1)(a): wash trades"
+    metric = "self_trades"
+    threshold_param = "min_trades"
+    Params = SelfTradeParams
+    requires = ("trades",)
+    needs_trade_accounts = True
+
+    def candidates(self, t: Tables, p: SelfTradeParams) -> ir.Table:
+        tr = t["trades"]
+        s = tr.filter(tr.buyer_id.notnull() & (tr.buyer_id == tr.seller_id))
+        keys = [s.buyer_id, s.asset, s.venue]
+        w = ibis.window(group_by=keys, order_by=[s.ts_us, s.trade_id])
+        prev = s.ts_us.lag().over(w)
+        s = s.mutate(new_ep=(prev.isnull() | ((s.ts_us - prev) > p.episode_gap_s * 1_000_000)).cast("int64"))
+        s = s.mutate(episode=s.new_ep.sum().over(w))
+        g = s.group_by(["buyer_id", "asset", "venue", "episode"]).aggregate(
+            n=s.count(),
+            notional=(s.price * s.qty).sum(),
+            window_start=s.ts.min(),
+            window_end=s.ts.max(),
+            evidence_trade_ids=s.trade_id.collect(),
+        )
+        g = g.filter(g.n >= p.min_trades)
+        return g.select(
+            asset=g.asset,
+            venue=g.venue,
+            accounts=ibis.array([g.buyer_id]),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.n.cast("float64"),
+            score=g.n.cast("float64") * (1 + g.notional.log10().clip(lower=0)),
+            evidence_trade_ids=g.evidence_trade_ids,
+            evidence_order_ids=ibis.literal([], type="array<string>"),
+        )

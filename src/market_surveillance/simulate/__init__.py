@@ -1,0 +1,1 @@
+"""Synthetic exchange with labelled manipulation scenarios."""
