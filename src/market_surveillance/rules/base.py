@@ -168,6 +168,8 @@ class Rule(ABC):
     name: ClassVar[str]
     typology: ClassVar[Typology]
     regulatory_name: ClassVar[str] = ""
+    #: further typologies whose scenarios this rule is expected to catch (scorecard recall)
+    also_answers: ClassVar[tuple[Typology, ...]] = ()
     metric: ClassVar[str]
     threshold_param: ClassVar[str]
     Params: ClassVar[type[Params]]

@@ -405,6 +405,8 @@ class SimContext:
     crowd: dict[str, list[str]] = field(default_factory=dict)  # segment -> background account ids
     # intervals (asset, start_us, end_us) scenarios reserve so injections do not overlap one another
     reserved: list[tuple[str, int, int]] = field(default_factory=list)
+    # (account_id, asset) -> base units held before the simulated period (positions = opening + trades)
+    opening_positions: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def rng(self, component: str) -> np.random.Generator:
         """An RNG of its own for one named component (ABIDES style: master seed → one RNG each)."""
