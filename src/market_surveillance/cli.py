@@ -70,32 +70,44 @@ def _print_runs(result) -> None:  # type: ignore[no-untyped-def]
 
 @app.command()
 def detect(
-    data: Annotated[Path, typer.Option(help="canonical data folder (or a source file with --format)")],
+    data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
     out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="canonical | ccxt | tardis | lobster")] = "canonical",
+    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="store URL (sqlite:///... or postgresql+psycopg://...)")] = None,
 ) -> None:
-    """Run every rule on a data folder and write the alerts."""
-    from market_surveillance.pipeline import detect_dir, write_alerts
+    """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
+    from market_surveillance.pipeline import detect_source, write_alerts
     from market_surveillance.rules.config import ConfigError
+    from market_surveillance.rules.registry import all_rules
     from market_surveillance.schema import SchemaError
 
     if not data.exists():
         _fail(f"{data}: no such file or folder")
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as prog:
-        from market_surveillance.rules.registry import all_rules
-
         task = prog.add_task("detect", total=len(all_rules()))
 
         def on_rule(rule) -> None:  # type: ignore[no-untyped-def]
             prog.update(task, description=f"rule {rule.name}", advance=1)
 
         try:
-            result = detect_dir(data, config, on_rule=on_rule)
-        except (SchemaError, ConfigError) as exc:
+            result = detect_source(
+                data, config, fmt=fmt, date=date, quarantine_dir=quarantine, on_rule=on_rule
+            )
+        except (SchemaError, ConfigError, ValueError) as exc:
             _fail(str(exc))
     write_alerts(result.alerts, out)
     _print_runs(result)
     console.print(f"{result.alerts.num_rows} alerts written to {out}")
+    if db is not None:
+        from market_surveillance.store import record_detection
+
+        run_id = record_detection(db, result, data_source=str(data), config_path=config)
+        console.print(f"run {run_id} recorded in {db}")
 
 
 @app.command()

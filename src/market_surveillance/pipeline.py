@@ -30,6 +30,8 @@ class RuleRun:
 class DetectResult:
     alerts: pa.Table
     runs: list[RuleRun] = field(default_factory=list)
+    #: per input table: rows read, accepted and quarantined (adapters fill it)
+    input_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [r.__dict__.copy() for r in self.runs]
@@ -61,18 +63,33 @@ def run_rules(
     return DetectResult(alerts, runs)
 
 
-def detect_dir(
-    data_dir: str | Path,
+def detect_source(
+    data: str | Path,
     config_path: str | Path | None = None,
     *,
+    fmt: str = "canonical",
+    date: str | None = None,
+    quarantine_dir: str | Path | None = None,
     on_rule: Callable[[Rule], None] | None = None,
 ) -> DetectResult:
-    """Validate a canonical data folder and run every configured rule on DuckDB."""
-    from market_surveillance.io.canonical import open_dir
+    """Open (and validate) a data source and run every configured rule on DuckDB.
 
+    ``fmt="canonical"`` reads a canonical data folder; other formats go through the adapters in
+    :mod:`market_surveillance.io`.
+    """
     rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
-    _, tables, profile = open_dir(data_dir)
-    return run_rules(tables, profile, rules, on_rule=on_rule)
+    if fmt == "canonical" and quarantine_dir is None:
+        from market_surveillance.io.canonical import open_dir
+
+        _, tables, profile = open_dir(data)
+        result = run_rules(tables, profile, rules, on_rule=on_rule)
+    else:
+        from market_surveillance.io.adapters import open_source
+
+        src = open_source(Path(data), fmt, date=date, quarantine_dir=quarantine_dir)
+        result = run_rules(src.tables, src.profile, rules, on_rule=on_rule)
+        result.input_counts = src.counts
+    return result
 
 
 def write_alerts(alerts: pa.Table, out: str | Path) -> Path:
