@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(help="Crypto market surveillance: simulate, detect, evaluate, triage.", no_args_is_help=True)
+app = typer.Typer(
+    help="Crypto market surveillance: simulate, detect, evaluate, triage.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -25,8 +27,12 @@ def generate(
     out: Annotated[Path, typer.Option(help="folder to write the tables to")],
     seed: Annotated[int, typer.Option(help="master seed")] = 1,
     scale: Annotated[str, typer.Option(help="small | medium | large")] = "small",
-    trades: Annotated[int | None, typer.Option(help="approximate number of background trades (overrides --scale)")] = None,
-    csv: Annotated[bool | None, typer.Option("--csv/--no-csv", help="also write CSV (default: on at small scale)")] = None,
+    trades: Annotated[
+        int | None, typer.Option(help="approximate number of background trades (overrides --scale)")
+    ] = None,
+    csv: Annotated[
+        bool | None, typer.Option("--csv/--no-csv", help="also write CSV (default: on at small scale)")
+    ] = None,
 ) -> None:
     """Generate a synthetic exchange with labelled manipulation scenarios."""
     from market_surveillance.simulate import generate_to_dir
@@ -78,7 +84,9 @@ def detect(
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
     ] = None,
-    db: Annotated[str | None, typer.Option(help="store URL (sqlite:///... or postgresql+psycopg://...)")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="store URL (sqlite:///... or postgresql+psycopg://...)")
+    ] = None,
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.pipeline import detect_source, write_alerts
@@ -88,7 +96,9 @@ def detect(
 
     if not data.exists():
         _fail(f"{data}: no such file or folder")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as prog:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as prog:
         task = prog.add_task("detect", total=len(all_rules()))
 
         def on_rule(rule) -> None:  # type: ignore[no-untyped-def]

@@ -51,7 +51,9 @@ def run_rules(
         if on_rule is not None:
             on_rule(rule)
         reason = rule.skip_reason(profile)
-        run = RuleRun(rule.rule_id, rule.name, str(rule.typology), "skipped" if reason else "ran", reason=reason or "")
+        run = RuleRun(
+            rule.rule_id, rule.name, str(rule.typology), "skipped" if reason else "ran", reason=reason or ""
+        )
         if reason is None:
             start = time.perf_counter()
             alerts = rule.run(tables)

@@ -61,7 +61,10 @@ def _choices(enum: type) -> tuple[str, ...]:
 
 
 SCENARIO_COL = Column(
-    "scenario_id", pa.string(), nullable=True, description="synthetic data only: injected scenario that made the row"
+    "scenario_id",
+    pa.string(),
+    nullable=True,
+    description="synthetic data only: injected scenario that made the row",
 )
 
 TRADES = TableSpec(
@@ -91,7 +94,12 @@ ORDERS = TableSpec(
         Column("ts", TS, description="event time, UTC, microseconds"),
         Column("venue", pa.string()),
         Column("asset", pa.string()),
-        Column("account_id", pa.string(), nullable=True, description="account sending the order (null in public data)"),
+        Column(
+            "account_id",
+            pa.string(),
+            nullable=True,
+            description="account sending the order (null in public data)",
+        ),
         Column("order_id", pa.string(), description="order the event belongs to"),
         Column("event", pa.string(), choices=_choices(OrderEvent), description="new | cancel | fill"),
         Column("side", pa.string(), choices=_choices(Side)),

@@ -24,7 +24,9 @@ TIMED = ("trades", "orders")
 
 def _with_ts_us(name: str, t: ir.Table) -> ir.Table:
     if name in TIMED:
-        return t.mutate(ts_us=t.ts.epoch_seconds().cast("int64") * 1_000_000 + t.ts.microsecond().cast("int64"))
+        return t.mutate(
+            ts_us=t.ts.epoch_seconds().cast("int64") * 1_000_000 + t.ts.microsecond().cast("int64")
+        )
     return t
 
 

@@ -113,11 +113,12 @@ class Params:
             elif isinstance(f.default, bool):
                 bad = not isinstance(value, bool)
             elif isinstance(f.default, int | float):
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    bad = True
-                elif isinstance(f.default, int) and not isinstance(value, int):
-                    bad = True
-                elif isinstance(value, float) and math.isnan(value):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or (isinstance(f.default, int) and not isinstance(value, int))
+                    or (isinstance(value, float) and math.isnan(value))
+                ):
                     bad = True
                 else:
                     low, high, closed = meta.get("low"), meta.get("high"), meta.get("closed", "both")
@@ -244,7 +245,9 @@ def _filter_assets(t: Tables, assets: list[str], *, exclude: bool) -> dict[str, 
     return out
 
 
-def alert_id(rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any) -> str:
+def alert_id(
+    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any
+) -> str:
     """Deterministic id: hash of rule, entity (asset, venue, accounts) and window."""
     key = "|".join(
         [rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start), str(end)]
@@ -276,7 +279,10 @@ def finalize_alerts(rule: Rule, raw: pa.Table) -> pa.Table:
     venues = raw["venue"].cast(pa.string()).to_pylist()
     acc_py = accounts.to_pylist()
     ws_py, we_py = ws.to_pylist(), we.to_pylist()
-    ids = [alert_id(rule.rule_id, a, v, ac, s, e) for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)]
+    ids = [
+        alert_id(rule.rule_id, a, v, ac, s, e)
+        for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)
+    ]
     score = np.nan_to_num(raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
     out = pa.Table.from_arrays(
         [

@@ -61,7 +61,9 @@ def register(cls: type[Rule]) -> type[Rule]:
         if other is cls:
             return cls
         if other.rule_id == cls.rule_id or other.name == cls.name:
-            raise ValueError(f"duplicate rule {cls.rule_id}/{cls.name}: already registered by {other.__name__}")
+            raise ValueError(
+                f"duplicate rule {cls.rule_id}/{cls.name}: already registered by {other.__name__}"
+            )
     _REGISTRY[cls.rule_id] = cls
     return cls
 
