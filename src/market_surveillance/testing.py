@@ -74,3 +74,54 @@ def trades(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def orders(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return make_table("orders", rows)
+
+
+def mini_dataset() -> dict[str, pa.Table]:
+    """A tiny but complete canonical dataset (every table) with a little of everything."""
+    tr = [
+        {
+            "ts": 60 * i,
+            "price": 100.0 + (i % 5),
+            "qty": 1.0 + i % 3,
+            "buyer_id": f"a{i % 4}",
+            "seller_id": f"a{(i + 1) % 4}",
+        }
+        for i in range(40)
+    ]
+    tr.append({"ts": 2_500, "buyer_id": "a0", "seller_id": "a0"})
+    od = []
+    for i in range(20):
+        oid = f"o{i}"
+        od.append(
+            {"ts": 30 * i, "order_id": oid, "account_id": f"a{i % 4}", "side": "buy" if i % 2 else "sell"}
+        )
+        od.append(
+            {
+                "ts": 30 * i + 2,
+                "order_id": oid,
+                "account_id": f"a{i % 4}",
+                "event": "cancel",
+                "side": "buy" if i % 2 else "sell",
+            }
+        )
+    return {
+        "trades": make_table("trades", tr),
+        "orders": make_table("orders", od),
+        "accounts": make_table("accounts", [{"account_id": f"a{i}"} for i in range(4)]),
+        "network": make_table(
+            "network",
+            [{"account_id": f"a{i}", "device_id": f"d{i}", "ip_subnet": f"10.0.{i}.0/24"} for i in range(4)],
+        ),
+        "positions": make_table(
+            "positions", [{"account_id": f"a{i}", "asset": "BTC-USD", "net_qty": float(i)} for i in range(4)]
+        ),
+        "assets": make_table("assets", [{"asset": "BTC-USD"}]),
+    }
+
+
+def empty_dataset() -> dict[str, pa.Table]:
+    """Every canonical table, empty."""
+    return {
+        name: make_table(name, [])
+        for name in ("trades", "orders", "accounts", "network", "positions", "assets")
+    }

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+from market_surveillance.evaluate import match_pairs, score
+from market_surveillance.rules.base import ALERT_SCHEMA, alert_id
+from market_surveillance.testing import at, make_table
+
+
+def _alerts(rows: list[dict]) -> pa.Table:
+    full = []
+    for r in rows:
+        r = {
+            "asset": "BTC-USD",
+            "venue": "EXA",
+            "accounts": [],
+            "score": 1.0,
+            "metric": "m",
+            "value": 1.0,
+            "threshold": 1.0,
+            "evidence_trade_ids": [],
+            "evidence_order_ids": [],
+            "explanation": None,
+            **r,
+        }
+        r["window_start"], r["window_end"] = at(r["window_start"]), at(r["window_end"])
+        r["alert_id"] = alert_id(
+            r["rule_id"], r["asset"], r["venue"], r["accounts"], r["window_start"], r["window_end"]
+        )
+        full.append(r)
+    return pa.Table.from_pylist(full, schema=ALERT_SCHEMA)
+
+
+def _labels(rows: list[dict]) -> pa.Table:
+    return make_table("labels", [{"scenario_id": f"S{i}", **r} for i, r in enumerate(rows)])
+
+
+def test_match_pairs_account_alert_needs_shared_account():
+    alerts = _alerts(
+        [
+            {
+                "rule_id": "MS001",
+                "rule_name": "self_trade",
+                "typology": "wash_trading",
+                "accounts": ["x"],
+                "window_start": 100,
+                "window_end": 200,
+            },
+            {
+                "rule_id": "MS001",
+                "rule_name": "self_trade",
+                "typology": "wash_trading",
+                "accounts": ["y"],
+                "window_start": 100,
+                "window_end": 200,
+            },
+        ]
+    ).to_pandas()
+    labels = _labels(
+        [{"typology": "wash_trading", "asset": "BTC-USD", "accounts": ["x"], "start_ts": 150, "end_ts": 160}]
+    ).to_pandas()
+    pairs = match_pairs(alerts, labels)
+    assert pairs.values.tolist() == [[0, 0]]
+
+
+def test_match_pairs_time_tolerance_edges():
+    labels = _labels(
+        [{"typology": "cross_venue_dislocation", "asset": "BTC-USD", "start_ts": 1000, "end_ts": 1100}]
+    ).to_pandas()
+    near = _alerts(
+        [
+            {
+                "rule_id": "MS012",
+                "rule_name": "cross_market_divergence",
+                "typology": "x",
+                "venue": None,
+                "window_start": 1100 + 299,
+                "window_end": 1500,
+            }
+        ]
+    ).to_pandas()
+    far = _alerts(
+        [
+            {
+                "rule_id": "MS012",
+                "rule_name": "cross_market_divergence",
+                "typology": "x",
+                "venue": None,
+                "window_start": 1100 + 301,
+                "window_end": 1500,
+            }
+        ]
+    ).to_pandas()
+    assert len(match_pairs(near, labels, tolerance_s=300)) == 1
+    assert len(match_pairs(far, labels, tolerance_s=300)) == 0
+
+
+def test_score_precision_counts_any_label_recall_only_answering_rules():
+    alerts = _alerts(
+        [
+            {
+                "rule_id": "MS001",
+                "rule_name": "self_trade",
+                "typology": "wash_trading",
+                "accounts": ["x"],
+                "window_start": 100,
+                "window_end": 200,
+            },
+            {
+                "rule_id": "MS001",
+                "rule_name": "self_trade",
+                "typology": "wash_trading",
+                "accounts": ["z"],
+                "window_start": 5000,
+                "window_end": 5100,
+            },
+        ]
+    )
+    labels = _labels(
+        [
+            {
+                "typology": "ping_pong",
+                "asset": "BTC-USD",
+                "accounts": ["x", "w"],
+                "start_ts": 100,
+                "end_ts": 200,
+            },
+            {
+                "typology": "wash_trading",
+                "asset": "BTC-USD",
+                "accounts": ["q"],
+                "start_ts": 100,
+                "end_ts": 200,
+            },
+        ]
+    )
+    card = score(alerts, labels)
+    assert card.precision["self_trade"]["true"] == 1
+    assert card.precision["self_trade"]["false"] == 1
+    assert card.precision["self_trade"]["precision"] == 0.5
+    # the self-trade alert on x matches the ping-pong label, but self_trade does not answer ping_pong
+    assert card.recall["ping_pong"]["detected"] == 0
+    assert card.recall["wash_trading"]["detected"] == 0
+    assert set(card.missed_labels) == {"S0", "S1"}
+    assert len(card.unmatched_alerts) == 1
+
+
+def test_score_empty_inputs():
+    card = score(ALERT_SCHEMA.empty_table(), _labels([]))
+    assert card.n_alerts == 0 and card.recall == {}
+    assert all(p["precision"] is None for p in card.precision.values())
+    assert isinstance(pd.DataFrame(card.precision).T, pd.DataFrame)

@@ -1,0 +1,90 @@
+"""Conformance of every registered rule (like scikit-learn's test_common)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+import pytest
+
+from market_surveillance.enums import Typology
+from market_surveillance.io.canonical import from_arrow
+from market_surveillance.rules.base import ALERT_SCHEMA, Rule
+from market_surveillance.rules.registry import RESERVED_IDS, all_rules
+from market_surveillance.testing import empty_dataset, mini_dataset
+
+RULES = all_rules()
+IDS = [cls.name for cls in RULES]
+
+
+def test_registry_ids_are_reserved_and_unique():
+    assert len({c.rule_id for c in RULES}) == len(RULES)
+    for cls in RULES:
+        assert RESERVED_IDS[cls.rule_id] == cls.name
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_docstring_has_three_parts(cls: type[Rule]):
+    doc = cls.__doc__ or ""
+    for part in ("What it detects", "Why it is abusive", "Known false positives"):
+        assert part in doc, f"{cls.__name__} docstring lacks {part!r}"
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_declares_typology_metric_and_threshold(cls: type[Rule]):
+    assert isinstance(cls.typology, Typology)
+    assert cls.metric
+    p = cls.Params()
+    assert hasattr(p, cls.threshold_param)
+    for t in cls.also_answers:
+        assert isinstance(t, Typology)
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_params_defaults_valid_and_bad_values_refused(cls: type[Rule]):
+    p = cls.Params()
+    assert dataclasses.is_dataclass(p)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(p, dataclasses.fields(p)[0].name, 1)
+    checked = 0
+    for f in dataclasses.fields(p):
+        meta = f.metadata
+        default = f.default
+        if meta.get("choices") is not None:
+            bad = "__not_a_choice__"
+        elif isinstance(default, bool):
+            bad = "yes"
+        elif isinstance(default, int | float) and meta.get("low") is not None:
+            bad = meta["low"] - 1 if meta.get("closed", "both") in ("both", "left") else meta["low"]
+            bad = type(default)(bad)
+        else:
+            continue
+        with pytest.raises(ValueError, match=rf"The '{f.name}' parameter of {type(p).__name__} must be"):
+            cls.Params(**{f.name: bad})
+        checked += 1
+    assert checked, f"{cls.__name__} declares no constrained parameter"
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_empty_input_gives_no_alerts(cls: type[Rule]):
+    _, tables, _ = from_arrow(empty_dataset())
+    out = cls().run(tables)
+    assert out.num_rows == 0
+    assert out.schema.equals(ALERT_SCHEMA)
+
+
+def _snapshot(tables) -> dict[str, pa.Table]:
+    return {name: t.to_pyarrow() for name, t in tables.items()}
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_deterministic_and_inputs_not_mutated(cls: type[Rule]):
+    _, tables, _ = from_arrow(mini_dataset())
+    before = _snapshot(tables)
+    first = cls().run(tables)
+    second = cls().run(tables)
+    assert first.equals(second)
+    assert first.schema.equals(ALERT_SCHEMA)
+    after = _snapshot(tables)
+    for name in before:
+        assert before[name].equals(after[name]), f"{cls.name} changed input table {name}"
