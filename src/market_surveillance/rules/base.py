@@ -89,13 +89,14 @@ def _describe(meta: Mapping[str, Any], kind: str) -> str:
     if meta.get("choices") is not None:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
     low, high, closed = meta.get("low"), meta.get("high"), meta.get("closed", "both")
+    article = "an" if kind[:1] in "aeiou" else "a"
     if low is None and high is None:
-        return f"a {kind}"
+        return f"{article} {kind}"
     lb = "[" if closed in ("both", "left") and low is not None else "("
     rb = "]" if closed in ("both", "right") and high is not None else ")"
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    return f"a {kind} in the range {lb}{lo}, {hi}{rb}"
+    return f"{article} {kind} in the range {lb}{lo}, {hi}{rb}"
 
 
 @dataclass(frozen=True)
