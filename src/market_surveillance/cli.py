@@ -50,9 +50,16 @@ def generate(
 @app.command("rules")
 def list_rules(
     config: Annotated[Path | None, typer.Option(help="TOML file overriding params")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")] = False,
 ) -> None:
     """List registered rules with their typology and parameters."""
     from market_surveillance.rules.config import ConfigError, build_rules, load_config
+
+    if markdown:
+        from market_surveillance.rules.docs import registry_markdown
+
+        typer.echo(registry_markdown(), nl=False)
+        return
 
     try:
         rules = build_rules(load_config(config), source=str(config or "defaults"))
