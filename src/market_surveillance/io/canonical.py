@@ -22,12 +22,11 @@ from market_surveillance.schema import TABLES, conform, register_dir
 TIMED = ("trades", "orders")
 
 
-def _with_ts_us(name: str, t: ir.Table) -> ir.Table:
+def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
+    # computed before the data reaches a backend: Ibis cannot extract microseconds on PySpark
     if name in TIMED:
-        return t.mutate(
-            ts_us=t.ts.epoch_seconds().cast("int64") * 1_000_000 + t.ts.microsecond().cast("int64")
-        )
-    return t
+        return tab.append_column("ts_us", tab["ts"].cast(pa.int64()))
+    return tab
 
 
 def duckdb_backend(con: duckdb.DuckDBPyConnection | None = None) -> ibis.BaseBackend:
@@ -44,7 +43,13 @@ def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseB
         backend = duckdb_backend()
     con = backend.con
     views = register_dir(con, data_dir, validate=validate)
-    tables = {name: _with_ts_us(name, backend.table(view)) for name, view in views.items()}
+    for name in TIMED:
+        if name in views:
+            con.execute(
+                f'CREATE OR REPLACE VIEW "{name}_us" AS SELECT *, epoch_us(ts) AS ts_us FROM "{name}"'
+            )
+            views[name] = f"{name}_us"
+    tables = {name: backend.table(view) for name, view in views.items()}
     return backend, tables, profile_of(tables)
 
 
@@ -56,10 +61,54 @@ def from_arrow(data: Mapping[str, pa.Table], backend: ibis.BaseBackend | None = 
     for name, tab in data.items():
         if name not in TABLES:
             continue
-        tab = conform(name, tab)
-        t = backend.create_table(f"ms_{name}", tab, overwrite=True)
-        tables[name] = _with_ts_us(name, t)
+        tab = _arrow_with_ts_us(name, conform(name, tab))
+        if backend.name == "pyspark":
+            tables[name] = _spark_temp_view(backend, f"ms_{name}", tab)
+        else:
+            tables[name] = backend.create_table(f"ms_{name}", tab, overwrite=True)
     return backend, tables, profile_of(tables)
+
+
+def spark_backend(master: str | None = None, *, app_name: str = "market-surveillance") -> ibis.BaseBackend:
+    """An Ibis PySpark backend (local mode by default; ``master`` or ``MS_SPARK_MASTER`` for a cluster)."""
+    import os
+
+    from pyspark.sql import SparkSession
+
+    master = master or os.environ.get("MS_SPARK_MASTER", "local[2]")
+    session = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", os.environ.get("MS_SPARK_SHUFFLE_PARTITIONS", "8"))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    return ibis.pyspark.connect(session)
+
+
+def _spark_temp_view(backend: ibis.BaseBackend, name: str, tab: pa.Table) -> ir.Table:
+    # temp views keep test data out of the warehouse folder (create_table would write it to disk)
+    session = backend._session
+    df = session.createDataFrame(tab.to_pandas(types_mapper=None), schema=_spark_schema(tab.schema))
+    df.createOrReplaceTempView(name)
+    return backend.table(name)
+
+
+def _spark_schema(schema: pa.Schema) -> str:
+    def typ(t: pa.DataType) -> str:
+        if pa.types.is_timestamp(t):
+            return "timestamp"
+        if pa.types.is_floating(t):
+            return "double"
+        if pa.types.is_integer(t):
+            return "bigint"
+        if pa.types.is_list(t):
+            return f"array<{typ(t.value_type)}>"
+        return "string"
+
+    return ", ".join(f"`{f.name}` {typ(f.type)}" for f in schema)
 
 
 def profile_of(tables: Mapping[str, ir.Table]) -> DataProfile:
