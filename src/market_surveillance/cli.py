@@ -94,6 +94,10 @@ def detect(
     db: Annotated[
         str | None, typer.Option(help="store URL (sqlite:///... or postgresql+psycopg://...)")
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="duckdb (default) | spark; default from $MS_ENGINE", envvar="MS_ENGINE")
+    ] = None,
+    spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.pipeline import detect_source, write_alerts
@@ -113,7 +117,14 @@ def detect(
 
         try:
             result = detect_source(
-                data, config, fmt=fmt, date=date, quarantine_dir=quarantine, on_rule=on_rule
+                data,
+                config,
+                fmt=fmt,
+                date=date,
+                quarantine_dir=quarantine,
+                engine=engine,
+                spark_master=spark_master,
+                on_rule=on_rule,
             )
         except (SchemaError, ConfigError, ValueError) as exc:
             _fail(str(exc))

@@ -72,15 +72,29 @@ def detect_source(
     fmt: str = "canonical",
     date: str | None = None,
     quarantine_dir: str | Path | None = None,
+    engine: str | None = None,
+    spark_master: str | None = None,
     on_rule: Callable[[Rule], None] | None = None,
 ) -> DetectResult:
-    """Open (and validate) a data source and run every configured rule on DuckDB.
+    """Open (and validate) a data source and run every configured rule.
 
     ``fmt="canonical"`` reads a canonical data folder; other formats go through the adapters in
-    :mod:`market_surveillance.io`.
+    :mod:`market_surveillance.io`. ``engine`` is ``duckdb`` (default, or ``$MS_ENGINE``) or ``spark``.
     """
+    import os
+
+    engine = engine or os.environ.get("MS_ENGINE", "duckdb")
+    if engine not in ("duckdb", "spark"):
+        raise ValueError(f"unknown engine {engine!r}: use duckdb or spark")
     rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
-    if fmt == "canonical" and quarantine_dir is None:
+    if engine == "spark":
+        if fmt != "canonical":
+            raise ValueError("--engine spark reads canonical folders; import other formats first (`import`)")
+        from market_surveillance.io.canonical import open_dir_spark, spark_backend
+
+        _, tables, profile = open_dir_spark(data, backend=spark_backend(spark_master))
+        result = run_rules(tables, profile, rules, on_rule=on_rule)
+    elif fmt == "canonical" and quarantine_dir is None:
         from market_surveillance.io.canonical import open_dir
 
         _, tables, profile = open_dir(data)

@@ -53,6 +53,42 @@ def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseB
     return backend, tables, profile_of(tables)
 
 
+def open_dir_spark(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
+    """The same canonical folder as Ibis tables on PySpark (files read by Spark, lazily, partitioned by Spark).
+
+    Validation runs first with DuckDB over the files (a scan, no copy), so bad input fails the same way on
+    both engines. Returns ``(backend, tables, profile)``.
+    """
+    from market_surveillance.schema import cast_select_sql, find_table_file, validate_dir
+
+    if validate:
+        validate_dir(data_dir)
+    backend = backend or spark_backend()
+    session = backend._session
+    probe = duckdb.connect()
+    tables: dict[str, ir.Table] = {}
+    for name, spec in TABLES.items():
+        path = find_table_file(data_dir, name)
+        if path is None:
+            continue
+        if path.suffix == ".parquet":
+            df = session.read.parquet(str(path))
+        else:
+            df = session.read.option("header", True).csv(str(path))
+        present = df.columns
+        view = f"ms_raw_{name}"
+        df.createOrReplaceTempView(view)
+        # same canonical casts as DuckDB; Spark SQL understands these CASTs (TIMESTAMPTZ → TIMESTAMP)
+        sql = cast_select_sql(spec, present, view).replace("TIMESTAMPTZ", "TIMESTAMP").replace('"', "`")
+        sql = sql.replace("VARCHAR[]", "ARRAY<STRING>").replace("VARCHAR", "STRING")
+        if name in TIMED:
+            sql = f"SELECT *, unix_micros(ts) AS ts_us FROM ({sql})"
+        session.sql(sql).createOrReplaceTempView(f"ms_{name}")
+        tables[name] = backend.table(f"ms_{name}")
+    probe.close()
+    return backend, tables, profile_of(tables)
+
+
 def from_arrow(data: Mapping[str, pa.Table], backend: ibis.BaseBackend | None = None):
     """Ibis tables from in-memory Arrow tables (tests, simulator output); returns ``(backend, tables, profile)``."""
     if backend is None:
