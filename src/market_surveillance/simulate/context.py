@@ -392,6 +392,15 @@ class Labels:
         )
 
 
+def component_rng(seed_seq: np.random.SeedSequence, component: str) -> np.random.Generator:
+    """A generator for one named component, derived from the master seed and the component's name."""
+    import hashlib
+
+    digest = hashlib.sha256(component.encode()).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng([*seed_seq.generate_state(2), *words])
+
+
 @dataclass
 class SimContext:
     """Everything a scenario injector may read or append to."""
@@ -410,8 +419,7 @@ class SimContext:
 
     def rng(self, component: str) -> np.random.Generator:
         """An RNG of its own for one named component (ABIDES style: master seed → one RNG each)."""
-        key = int.from_bytes(component.encode()[:16].ljust(16, b"\0"), "little")
-        return np.random.default_rng([*self.seed_seq.generate_state(2), key & 0xFFFFFFFF, key >> 32 & 0xFFFFFFFF])
+        return component_rng(self.seed_seq, component)
 
     def price(self, asset: str, venue: str, ts_us: int) -> float:
         return float(self.prices.price(asset, venue, ts_us))
