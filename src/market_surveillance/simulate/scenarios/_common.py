@@ -1,0 +1,225 @@
+"""Helpers shared by the scenario injectors.
+
+Every knob of an injector is a ``(low, high)`` range; each instance draws its own value from it with
+:func:`draw` / :func:`draw_int`, so instances vary and none sits just over a rule threshold. Passing
+``(x, x)`` pins a knob (used by tests and by anyone reproducing a borderline case).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.simulate.context import US, SimContext
+
+MINUTE_US = 60 * US
+HOUR_US = 3600 * US
+
+Range = tuple[float, float]
+IntRange = tuple[int, int]
+
+
+def draw(rng: np.random.Generator, bounds: Range) -> float:
+    """A uniform draw from ``bounds`` (inclusive of a pinned ``(x, x)``)."""
+    lo, hi = bounds
+    return float(lo) if hi <= lo else float(rng.uniform(lo, hi))
+
+
+def draw_int(rng: np.random.Generator, bounds: IntRange) -> int:
+    """A uniform integer draw from ``bounds``, both ends included."""
+    lo, hi = int(bounds[0]), int(bounds[1])
+    return lo if hi <= lo else int(rng.integers(lo, hi + 1))
+
+
+def sig(x: float, digits: int = 6) -> float:
+    """Round to ``digits`` significant digits, so prices and sizes look like exchange values."""
+    if x == 0 or not np.isfinite(x):
+        return float(x)
+    return float(round(x, digits - 1 - int(np.floor(np.log10(abs(x))))))
+
+
+def opposite(side: Side) -> Side:
+    return Side.SELL if side is Side.BUY else Side.BUY
+
+
+def random_side(rng: np.random.Generator) -> Side:
+    return Side.BUY if rng.random() < 0.5 else Side.SELL
+
+
+def pick(rng: np.random.Generator, items: Sequence[str]) -> str:
+    return items[int(rng.integers(len(items)))]
+
+
+def spaced_times(
+    rng: np.random.Generator, start_us: int, span_us: int, n: int, min_gap_us: int = US
+) -> np.ndarray:
+    """``n`` increasing times in ``(start_us, start_us + span_us]`` at least ``min_gap_us`` apart."""
+    free = max(int(span_us) - n * int(min_gap_us), 0)
+    gaps = rng.dirichlet(np.ones(n + 1))[:n] * free + min_gap_us
+    return (start_us + np.cumsum(gaps)).astype(np.int64)
+
+
+def liquid_assets(ctx: SimContext) -> list[str]:
+    """Assets with a deep book (majors); the thin token is reserved for pump & dump and concentration."""
+    names = [a.asset for a in ctx.universe.assets if not a.thin]
+    return names or [a.asset for a in ctx.universe.assets]
+
+
+def thin_assets(ctx: SimContext) -> list[str]:
+    names = [a.asset for a in ctx.universe.thin_assets]
+    return names or [min(ctx.universe.assets, key=lambda a: a.float_qty * a.start_price).asset]
+
+
+def pick_slot(
+    ctx: SimContext, rng: np.random.Generator, duration_us: int, assets: Sequence[str]
+) -> tuple[str, int]:
+    """An asset (tried in random order) and a free, reserved start time on it for ``duration_us``."""
+    for i in rng.permutation(len(assets)):
+        try:
+            return assets[int(i)], ctx.free_slot(rng, assets[int(i)], int(duration_us))
+        except ValueError:
+            continue
+    raise ValueError(f"no free slot of {duration_us / US:.0f}s left on any of {list(assets)}")
+
+
+def counterparty(ctx: SimContext, rng: np.random.Generator, notional: float) -> str:
+    """A fresh random innocent background account able to take the other side of ``notional`` USD.
+
+    Large tickets go to market makers / institutions so that no retail account is pushed over its
+    baseline (which would make an innocent account a false positive of the deviation rule).
+    """
+    if notional >= 5_000:
+        segments = (Segment.MARKET_MAKER, Segment.INSTITUTIONAL)
+    else:
+        segments = (Segment.MARKET_MAKER, Segment.RETAIL, Segment.INSTITUTIONAL)
+    pools = [s for s in segments if ctx.crowd.get(s.value)]
+    if not pools:
+        pools = [Segment(s) for s, ids in ctx.crowd.items() if ids]
+    if not pools:
+        raise ValueError("SimContext.crowd has no background accounts to trade against")
+    return ctx.crowd_account(rng, pools[int(rng.integers(len(pools)))])
+
+
+class Injection:
+    """One scenario instance: its ``labels`` row plus tape helpers that tag every row with the scenario id
+    and track the first/last event time, which become the label's ``start_ts`` / ``end_ts``."""
+
+    def __init__(
+        self, ctx: SimContext, typology: Typology, asset: str, venue: str | None, accounts: list[str]
+    ) -> None:
+        self.ctx = ctx
+        self.asset = asset
+        self.venue = venue
+        self.scenario_id = ctx.labels.add(typology, asset, venue, list(accounts), 0, 0)
+        self._row = ctx.labels.rows[-1]
+        self.first: int | None = None
+        self.last: int | None = None
+
+    def _seen(self, ts_us: int) -> None:
+        t = int(ts_us)
+        self.first = t if self.first is None else min(self.first, t)
+        self.last = t if self.last is None else max(self.last, t)
+
+    def new(
+        self, ts_us: int, account: str, side: Side, price: float, qty: float, venue: str | None = None
+    ) -> int:
+        self._seen(ts_us)
+        v = venue or self.venue
+        assert v is not None, "venue needed for market-wide injections"
+        return self.ctx.tape.new(
+            int(ts_us), v, self.asset, account, side, sig(price), sig(qty), self.scenario_id
+        )
+
+    def cancel(self, ts_us: int, order: int, remaining_qty: float | None = None) -> None:
+        self._seen(ts_us)
+        self.ctx.tape.cancel(int(ts_us), order, remaining_qty, self.scenario_id)
+
+    def trade(
+        self,
+        ts_us: int,
+        buy_order: int,
+        sell_order: int,
+        qty: float,
+        price: float | None = None,
+        aggressor: Side = Side.BUY,
+    ) -> None:
+        self._seen(ts_us)
+        self.ctx.tape.trade(
+            int(ts_us),
+            buy_order,
+            sell_order,
+            sig(qty),
+            None if price is None else sig(price),
+            aggressor,
+            self.scenario_id,
+        )
+
+    def cross(
+        self,
+        ts_us: int,
+        resting_account: str,
+        aggressor_account: str,
+        aggressor: Side,
+        price: float,
+        qty: float,
+        venue: str | None = None,
+        resting_delay_us: int = 200_000,
+    ) -> tuple[int, int]:
+        """A complete trade (resting limit order shortly before, marketable order, two fills)."""
+        v = venue or self.venue
+        assert v is not None, "venue needed for market-wide injections"
+        self._seen(ts_us - resting_delay_us)
+        self._seen(ts_us)
+        return self.ctx.tape.cross(
+            int(ts_us),
+            v,
+            self.asset,
+            resting_account,
+            aggressor_account,
+            aggressor,
+            sig(price),
+            sig(qty),
+            self.scenario_id,
+            resting_delay_us,
+        )
+
+    def take(
+        self,
+        rng: np.random.Generator,
+        ts_us: int,
+        account: str,
+        side: Side,
+        price: float,
+        qty: float,
+        venue: str | None = None,
+    ) -> tuple[int, int]:
+        """``account`` aggresses on ``side`` against a fresh innocent resting counterparty."""
+        cp = counterparty(self.ctx, rng, price * qty)
+        return self.cross(ts_us, cp, account, side, price, qty, venue)
+
+    def provide(
+        self,
+        rng: np.random.Generator,
+        ts_us: int,
+        account: str,
+        side: Side,
+        price: float,
+        qty: float,
+        venue: str | None = None,
+        resting_delay_us: int = 200_000,
+    ) -> tuple[int, int]:
+        """``account`` rests on ``side`` and a fresh innocent counterparty aggresses into it."""
+        cp = counterparty(self.ctx, rng, price * qty)
+        return self.cross(ts_us, account, cp, opposite(side), price, qty, venue, resting_delay_us)
+
+    def finish(self, accounts: list[str] | None = None) -> str:
+        """Fix the label window to the first/last emitted event (and optionally its accounts)."""
+        if self.first is None or self.last is None:
+            raise ValueError(f"scenario {self.scenario_id} emitted no events")
+        self._row["start_ts"] = self.first
+        self._row["end_ts"] = self.last
+        if accounts is not None:
+            self._row["accounts"] = sorted(accounts)
+        return self.scenario_id
