@@ -128,7 +128,7 @@ def _positions(
         ),
     )
     as_of = ctx.universe.end_us
-    res = con.execute(
+    res = con.sql(
         f"""
         SELECT account_id, asset, round(sum(qty), 8) AS net_qty, make_timestamp({as_of})::TIMESTAMPTZ AS as_of
         FROM (

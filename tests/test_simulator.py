@@ -1,0 +1,149 @@
+"""Invariants of the synthetic exchange: consistent orders and trades, uncrossed book, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from market_surveillance.cli import app
+from market_surveillance.enums import Segment
+from market_surveillance.schema import validate_dir
+from market_surveillance.simulate import generate_to_dir, simulate
+
+SMALL = 3_000
+
+
+def _con(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for name, t in tables.items():
+        con.register(name, t)
+    return con
+
+
+def check_invariants(tables: dict[str, pa.Table]) -> None:
+    con = _con(tables)
+    # every trade has a fill event for each side's order, same ts and qty
+    missing = con.execute(
+        """
+        SELECT count(*) FROM trades t
+        WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = t.buy_order_id AND o.event = 'fill'
+                          AND o.ts = t.ts AND o.side = 'buy' AND abs(o.qty - t.qty) < 1e-9)
+           OR NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = t.sell_order_id AND o.event = 'fill'
+                          AND o.ts = t.ts AND o.side = 'sell' AND abs(o.qty - t.qty) < 1e-9)
+        """
+    ).fetchone()[0]
+    assert missing == 0, f"{missing} trades without both fill events"
+    # exactly one new per order; fills/cancels refer to an earlier-or-equal new of the same order and owner
+    dup_new = con.execute(
+        "SELECT count(*) FROM (SELECT order_id FROM orders WHERE event='new' GROUP BY 1 HAVING count(*) > 1)"
+    ).fetchone()[0]
+    assert dup_new == 0
+    orphans = con.execute(
+        """
+        SELECT count(*) FROM orders e LEFT JOIN (SELECT * FROM orders WHERE event = 'new') n USING (order_id)
+        WHERE e.event <> 'new' AND (n.order_id IS NULL OR n.ts > e.ts OR n.account_id <> e.account_id
+              OR n.side <> e.side OR n.venue <> e.venue OR n.asset <> e.asset)
+        """
+    ).fetchone()[0]
+    assert orphans == 0, f"{orphans} fill/cancel events without a matching earlier new"
+    # filled + cancelled never exceeds the order quantity
+    over = con.execute(
+        """
+        SELECT count(*) FROM (
+            SELECT order_id, sum(qty) FILTER (WHERE event = 'new') AS q,
+                   coalesce(sum(qty) FILTER (WHERE event <> 'new'), 0) AS used
+            FROM orders GROUP BY 1) WHERE used > q * (1 + 1e-9)
+        """
+    ).fetchone()[0]
+    assert over == 0
+    # the book rebuilt from the events is never crossed for more than one second
+    crossed = con.execute(
+        """
+        WITH life AS (
+            SELECT n.order_id, n.venue, n.asset, n.side, n.price, n.ts AS t0,
+                   coalesce(min(e.ts) FILTER (WHERE e.event = 'cancel'), max(e.ts) FILTER (WHERE e.event = 'fill'
+                            AND e.cum >= n.qty - 1e-9), TIMESTAMPTZ '9999-01-01') AS t1
+            FROM (SELECT * FROM orders WHERE event = 'new') n
+            LEFT JOIN (SELECT *, sum(qty) FILTER (WHERE event = 'fill')
+                                 OVER (PARTITION BY order_id ORDER BY ts, event_id) AS cum FROM orders) e
+              ON e.order_id = n.order_id AND e.event <> 'new'
+            GROUP BY ALL)
+        SELECT count(*) FROM life b JOIN life a
+          ON a.venue = b.venue AND a.asset = b.asset AND b.side = 'buy' AND a.side = 'sell'
+         AND b.price >= a.price
+         AND least(a.t1, b.t1) - greatest(a.t0, b.t0) > INTERVAL 1 SECOND
+        """
+    ).fetchone()[0]
+    assert crossed == 0, f"{crossed} bid/ask pairs crossed for more than 1 s"
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_simulate_any_seed_orders_and_trades_consistent(seed: int):
+    check_invariants(simulate(seed, trades=SMALL))
+
+
+def test_simulate_background_only_consistent_and_unlabelled():
+    tables = simulate(5, trades=SMALL, inject=False)
+    check_invariants(tables)
+    assert tables["labels"].num_rows == 0
+    assert tables["trades"]["scenario_id"].null_count == tables["trades"].num_rows
+
+
+def test_simulate_universe_has_required_breadth():
+    tables = simulate(2, trades=SMALL)
+    con = _con(tables)
+    assert con.execute("SELECT count(DISTINCT venue) FROM trades").fetchone()[0] >= 3
+    assert con.execute("SELECT count(DISTINCT asset) FROM trades").fetchone()[0] >= 5
+    segments = {r[0] for r in con.execute("SELECT DISTINCT segment FROM accounts").fetchall()}
+    assert len(segments) >= 4 and Segment.MARKET_MAKER.value in segments
+    thin = con.execute("SELECT asset FROM assets ORDER BY float_qty LIMIT 1").fetchone()[0]
+    assert thin == "PUMP-USD"
+    # market makers quote and cancel; takers cross
+    assert (
+        con.execute(
+            "SELECT count(*) FROM orders o JOIN accounts a USING (account_id) "
+            "WHERE a.segment = 'market_maker' AND o.event = 'cancel'"
+        ).fetchone()[0]
+        > 0
+    )
+
+
+def test_simulate_same_seed_same_tables_other_seed_differs():
+    a, b, c = simulate(11, trades=SMALL), simulate(11, trades=SMALL), simulate(12, trades=SMALL)
+    for name in a:
+        assert a[name].equals(b[name]), name
+    assert not a["trades"].equals(c["trades"])
+
+
+def _digest(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_generate_to_dir_byte_identical_parquet_and_valid(tmp_path):
+    generate_to_dir(tmp_path / "a", seed=3, trades=SMALL, csv=False)
+    generate_to_dir(tmp_path / "b", seed=3, trades=SMALL, csv=False)
+    da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert len(da) == 7 and da == db
+    validate_dir(tmp_path / "a")
+
+
+def test_generate_unknown_scale_is_clear():
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        simulate(1, scale="huge")
+
+
+def test_cli_generate_small_writes_every_table_with_csv(tmp_path):
+    out = tmp_path / "d"
+    res = CliRunner().invoke(app, ["generate", "--out", str(out), "--seed", "1", "--scale", "small"])
+    assert res.exit_code == 0, res.output
+    for name in ("trades", "orders", "accounts", "network", "positions", "assets", "labels"):
+        assert (out / f"{name}.parquet").exists(), name
+        assert (out / f"{name}.csv").exists(), name
+    validate_dir(out)
