@@ -12,3 +12,9 @@ def test_rules_doc_matches_registry():
     assert doc.read_text() == registry_markdown(), (
         "docs/rules.md is stale: run `market-surveillance rules --markdown > docs/rules.md`"
     )
+
+
+def test_schema_doc_matches_schema():
+    from market_surveillance.schema import schema_markdown
+
+    assert (ROOT / "docs" / "schema.md").read_text() == schema_markdown(), "docs/schema.md is stale"
