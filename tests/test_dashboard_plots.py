@@ -137,8 +137,8 @@ def test_imbalance_figure_rebuilds_book_and_marks_evidence_order_events():
     # before the cancel: bid 3 vs ask 1 → 0.5; after: only bids → 1.0
     assert ys[pd.Timestamp(tb.at(60))] == pytest.approx(0.5)
     assert ys[pd.Timestamp(tb.at(70))] == pytest.approx(1.0)
-    # the evidence cancel at t=70 sits on the imbalance sampled at t=70
-    assert list(fig.data[1].y) == [pytest.approx(1.0)]
+    # evidence order s1: its new (t=40, book 3 vs 1) and its cancel (t=70, bids only) sit on the line
+    assert list(fig.data[1].y) == [pytest.approx(0.5), pytest.approx(1.0)]
 
 
 def test_imbalance_figure_alert_without_venue_draws_every_venue():

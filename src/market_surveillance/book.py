@@ -63,6 +63,7 @@ def _connect(orders: Any, con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckD
     if con is None:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
     con.register("ms_book_orders", to_arrow_orders(orders))
     return con
 
