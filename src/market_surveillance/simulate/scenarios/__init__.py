@@ -11,10 +11,37 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from market_surveillance.simulate.context import SimContext
-from market_surveillance.simulate.scenarios import wash_trading
+from market_surveillance.simulate.scenarios import (
+    account_deviation,
+    cancel_to_fill,
+    collusion_ring,
+    cross_venue_shock,
+    front_running,
+    layering,
+    message_flood,
+    ping_pong,
+    position_concentration,
+    pump_and_dump,
+    spoofing,
+    volume_spike,
+    wash_trading,
+)
 
+# Injection order: scenarios that move prices (wide margins) and long ones reserve their slots first.
 SCENARIOS: dict[str, Callable[..., list[str]]] = {
+    "pump_and_dump": pump_and_dump.inject,
+    "front_running": front_running.inject,
+    "cross_venue_shock": cross_venue_shock.inject,
+    "volume_spike": volume_spike.inject,
+    "account_deviation": account_deviation.inject,
+    "collusion_ring": collusion_ring.inject,
+    "ping_pong": ping_pong.inject,
+    "spoofing": spoofing.inject,
+    "layering": layering.inject,
+    "message_flood": message_flood.inject,
+    "cancel_to_fill": cancel_to_fill.inject,
     "wash_trading": wash_trading.inject,
+    "position_concentration": position_concentration.inject,
 }
 
 DEFAULT_COUNT = 3

@@ -72,13 +72,26 @@ def thin_assets(ctx: SimContext) -> list[str]:
     return names or [min(ctx.universe.assets, key=lambda a: a.float_qty * a.start_price).asset]
 
 
+ACCOUNT_MARGIN_US = 5 * MINUTE_US
+MARKET_MARGIN_US = 30 * MINUTE_US
+
+
 def pick_slot(
-    ctx: SimContext, rng: np.random.Generator, duration_us: int, assets: Sequence[str]
+    ctx: SimContext,
+    rng: np.random.Generator,
+    duration_us: int,
+    assets: Sequence[str],
+    margin_us: int = MARKET_MARGIN_US,
 ) -> tuple[str, int]:
-    """An asset (tried in random order) and a free, reserved start time on it for ``duration_us``."""
+    """An asset (tried in random order) and a free, reserved start time on it for ``duration_us``.
+
+    Scenarios that move an asset's price keep the default wide margin from other injections on the
+    asset; per-account scenarios, which leave the market alone, pass :data:`ACCOUNT_MARGIN_US` so that
+    three instances of every typology fit in the part of the day after the rules' warm-up.
+    """
     for i in rng.permutation(len(assets)):
         try:
-            return assets[int(i)], ctx.free_slot(rng, assets[int(i)], int(duration_us))
+            return assets[int(i)], ctx.free_slot(rng, assets[int(i)], int(duration_us), margin_us=margin_us)
         except ValueError:
             continue
     raise ValueError(f"no free slot of {duration_us / US:.0f}s left on any of {list(assets)}")
@@ -213,6 +226,17 @@ class Injection:
         """``account`` rests on ``side`` and a fresh innocent counterparty aggresses into it."""
         cp = counterparty(self.ctx, rng, price * qty)
         return self.cross(ts_us, account, cp, opposite(side), price, qty, venue, resting_delay_us)
+
+    def hit(self, rng: np.random.Generator, ts_us: int, order: int, qty: float | None = None) -> int:
+        """A fresh innocent account aggresses into the resting ``order`` (fully, or ``qty``); returns its order."""
+        venue, _, _, side_code, price, order_qty = self.ctx.tape.order_info[order]
+        side = Side.BUY if side_code == 0 else Side.SELL
+        q = order_qty if qty is None else qty
+        cp = counterparty(self.ctx, rng, price * q)
+        aggr = self.new(ts_us, cp, opposite(side), price, q, venue=venue)
+        buy, sell = (order, aggr) if side is Side.BUY else (aggr, order)
+        self.trade(ts_us, buy, sell, q, price, aggressor=opposite(side))
+        return aggr
 
     def finish(self, accounts: list[str] | None = None) -> str:
         """Fix the label window to the first/last emitted event (and optionally its accounts)."""

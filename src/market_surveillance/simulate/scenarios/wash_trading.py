@@ -5,6 +5,7 @@ from __future__ import annotations
 from market_surveillance.enums import Segment, Typology
 from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
+    ACCOUNT_MARGIN_US,
     Injection,
     IntRange,
     Range,
@@ -49,7 +50,7 @@ def inject(
     for _ in range(count):
         n = draw_int(rng, trades)
         span = int(draw(rng, span_s) * US)
-        a, start = pick_slot(ctx, rng, span, [asset] if asset else liquid_assets(ctx))
+        a, start = pick_slot(ctx, rng, span, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US)
         v = venue or pick(rng, ctx.universe.venues)
         acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
         inj = Injection(ctx, Typology.WASH_TRADING, a, v, [acct])

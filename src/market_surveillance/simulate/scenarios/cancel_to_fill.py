@@ -1,0 +1,80 @@
+"""Cancel-to-fill surge: an account cancels many times more orders than it gets filled over half an
+hour, at a message rate that stays below the flood threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.simulate.context import US, SimContext
+from market_surveillance.simulate.scenarios._common import (
+    ACCOUNT_MARGIN_US,
+    MINUTE_US,
+    Injection,
+    IntRange,
+    Range,
+    draw,
+    draw_int,
+    liquid_assets,
+    pick,
+    pick_slot,
+    spaced_times,
+)
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    fills: IntRange = (2, 5),
+    ratio: Range = (8, 20),
+    span_min: Range = (10, 25),
+    min_order_gap_s: float = 6.0,
+    order_life_s: Range = (1, 20),
+    order_notional: Range = (1_000, 5_000),
+    offset_bps: Range = (1, 6),
+    baseline_hourly: Range = (20_000, 80_000),
+    asset: str | None = None,
+    venue: str | None = None,
+) -> list[str]:
+    """Inject ``count`` cancel-to-fill instances; returns their scenario ids.
+
+    Parameters
+    ----------
+    fills, ratio
+        Orders filled, and cancelled orders per filled one (rule: cancels / fills ≥ 6 over 30 min with
+        ≥ 20 messages).
+    span_min
+        Minutes over which the orders are placed (stretched so consecutive orders stay at least
+        ``min_order_gap_s`` apart: the account must not also look like a message flood).
+    order_life_s, order_notional, offset_bps
+        Lifetime, USD size and distance from the venue price of each order.
+    """
+    rng = ctx.rng("scenario:cancel_to_fill")
+    ids: list[str] = []
+    for _ in range(count):
+        nf = draw_int(rng, fills)
+        nc = int(np.ceil(nf * draw(rng, ratio)))
+        n = nf + nc
+        span = max(int(draw(rng, span_min) * MINUTE_US), int(n * min_order_gap_s * 1.2 * US))
+        span = min(span, 28 * MINUTE_US)  # all inside one 30-min window
+        a, start = pick_slot(
+            ctx, rng, span + 30 * US, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US
+        )
+        v = venue or pick(rng, ctx.universe.venues)
+        acct = ctx.accounts.add(Segment.HIGH_FREQUENCY, draw(rng, baseline_hourly))
+        inj = Injection(ctx, Typology.CANCEL_TO_FILL, a, v, [acct])
+        filled = set(rng.choice(n, size=nf, replace=False).tolist())
+        gap = int(min(min_order_gap_s * US, span / (n + 1)))
+        for i, t in enumerate(spaced_times(rng, start, span, n, min_gap_us=gap)):
+            t = int(t)
+            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            px = ctx.price(a, v, t) * (1 - (1 if side is Side.BUY else -1) * draw(rng, offset_bps) * 1e-4)
+            oid = inj.new(t, acct, side, px, draw(rng, order_notional) / px)
+            t_end = t + int(draw(rng, order_life_s) * US)
+            if i in filled:
+                inj.hit(rng, t_end, oid)
+            else:
+                inj.cancel(t_end, oid)
+        ids.append(inj.finish())
+    return ids

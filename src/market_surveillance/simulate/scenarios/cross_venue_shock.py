@@ -1,0 +1,107 @@
+"""Cross-venue price shock: one venue's price dislocates by several percent from the others for a few
+minutes, with prints there at the dislocated level."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Typology
+from market_surveillance.simulate.context import US, SimContext
+from market_surveillance.simulate.scenarios._common import (
+    MINUTE_US,
+    Injection,
+    IntRange,
+    Range,
+    counterparty,
+    draw,
+    draw_int,
+    liquid_assets,
+    pick,
+    pick_slot,
+    random_side,
+    spaced_times,
+)
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    shock_pct: Range = (3, 8),
+    duration_min: Range = (2, 10),
+    ramp_s: Range = (5, 20),
+    printers: IntRange = (1, 2),
+    prints_per_min: Range = (1.5, 4),
+    print_notional: Range = (2_000, 20_000),
+    reference_prints: bool = True,
+    baseline_hourly: Range = (20_000, 80_000),
+    asset: str | None = None,
+    venue: str | None = None,
+) -> list[str]:
+    """Inject ``count`` cross-venue shocks; returns their scenario ids.
+
+    Parameters
+    ----------
+    shock_pct, duration_min, ramp_s
+        The venue's path is shifted by ±shock_pct % (rule: > 2 % spread between venues' 1-min VWAPs)
+        for ``duration_min`` minutes, with linear ramps of ``ramp_s`` in and out.
+    printers, prints_per_min, print_notional
+        Accounts that print at the dislocated level (the label's accounts) and how often.
+    reference_prints
+        Also print, once a minute, between innocent accounts on another venue at the undisturbed
+        price, so every minute bucket has a comparison venue even in a thin background.
+    """
+    rng = ctx.rng("scenario:cross_venue_shock")
+    u = ctx.universe
+    ids: list[str] = []
+    for _ in range(count):
+        dur = int(draw(rng, duration_min) * MINUTE_US)
+        ramp = int(draw(rng, ramp_s) * US)
+        a, start = pick_slot(ctx, rng, dur + 2 * ramp, [asset] if asset else liquid_assets(ctx))
+        v = venue or pick(rng, u.venues)
+        others = [x for x in u.venues if x != v]
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        shock = sign * draw(rng, shock_pct) / 100
+        g = u.grid_s * US
+        factors = 1 + shock * np.concatenate(
+            [
+                np.linspace(0, 1, max(ramp // g, 1)),
+                np.ones(max(dur // g, 1)),
+                np.linspace(1, 0, max(ramp // g, 1)),
+            ]
+        )
+        ctx.prices.shift(a, v, start, factors)
+        accts = [
+            ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
+            for _ in range(draw_int(rng, printers))
+        ]
+        inj = Injection(ctx, Typology.CROSS_VENUE_DISLOCATION, a, v, accts)
+        plateau0 = start + ramp
+        n_min = max(int(np.ceil(dur / MINUTE_US)), 1)
+        n = max(round(draw(rng, prints_per_min) * dur / MINUTE_US), n_min)
+        times = spaced_times(rng, plateau0, dur - US, n, min_gap_us=US)
+        for t in times:
+            px = ctx.price(a, v, int(t))
+            inj.take(rng, int(t), pick(rng, accts), random_side(rng), px, draw(rng, print_notional) / px)
+        if reference_prints and others:
+            for m in range(n_min):
+                t = plateau0 + m * MINUTE_US + int(rng.uniform(5, 55) * US)
+                if t >= plateau0 + dur:
+                    break
+                w = pick(rng, others)
+                px = ctx.price(a, w, t)
+                qty = draw(rng, print_notional) / px
+                resting = (
+                    ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
+                )
+                inj.cross(
+                    t,
+                    resting or counterparty(ctx, rng, px * qty),
+                    counterparty(ctx, rng, px * qty),
+                    random_side(rng),
+                    px,
+                    qty,
+                    venue=w,
+                )
+        ids.append(inj.finish())
+    return ids

@@ -1,0 +1,69 @@
+"""Position concentration: one account ends the day holding a large share of the thin token's float
+(an opening position plus buys spread over the day)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.simulate.context import SimContext
+from market_surveillance.simulate.scenarios._common import (
+    HOUR_US,
+    Injection,
+    IntRange,
+    Range,
+    counterparty,
+    draw,
+    draw_int,
+    pick,
+    thin_assets,
+)
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    target_share: Range = (0.22, 0.40),
+    min_value_usd: Range = (1_200_000, 2_000_000),
+    opening_share: Range = (0.6, 0.85),
+    buys: IntRange = (8, 20),
+    asset: str | None = None,
+) -> list[str]:
+    """Inject ``count`` position-concentration instances; returns their scenario ids.
+
+    Parameters
+    ----------
+    target_share, min_value_usd
+        End-of-day holding: the larger of this share of the float and this USD value at the closing
+        fair price (rule: ≥ 20 % of float and ≥ 1,000,000 USD).
+    opening_share
+        Part of the final holding already held at the start (``ctx.opening_positions``); the rest is
+        bought during the day.
+    buys
+        Buy trades, spread over the whole day (so the account's 2-h notional stays steady and it is
+        only the size of its holding that stands out).
+    """
+    rng = ctx.rng("scenario:position_concentration")
+    u = ctx.universe
+    ids: list[str] = []
+    for _ in range(count):
+        a = asset or pick(rng, thin_assets(ctx))
+        spec = u.asset(a)
+        close_px = float(ctx.prices.fair[a][-1])
+        target = max(draw(rng, target_share) * spec.float_qty, draw(rng, min_value_usd) / close_px)
+        opening = draw(rng, opening_share) * target
+        n = draw_int(rng, buys)
+        bought = (target - opening) * rng.dirichlet(np.full(n, 4.0))
+        acct = ctx.accounts.add(Segment.INSTITUTIONAL, (target - opening) * spec.start_price / 24)
+        ctx.opening_positions[(acct, a)] = ctx.opening_positions.get((acct, a), 0.0) + opening
+        inj = Injection(ctx, Typology.POSITION_CONCENTRATION, a, None, [acct])
+        # evenly over the day with jitter; no slot reservation: these are ordinary-looking buys
+        slots = np.linspace(u.start_us + HOUR_US, u.end_us - HOUR_US, n)
+        times = np.sort(slots + rng.uniform(-0.4, 0.4, n) * (slots[1] - slots[0] if n > 1 else HOUR_US))
+        for t, qty in zip(times.astype(np.int64), bought, strict=True):
+            v = pick(rng, u.venues)
+            px = ctx.price(a, v, int(t))
+            inj.cross(int(t), counterparty(ctx, rng, px * qty), acct, Side.BUY, px, qty, venue=v)
+        ids.append(inj.finish())
+    return ids

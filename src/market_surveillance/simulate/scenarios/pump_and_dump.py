@@ -1,0 +1,149 @@
+"""Pump & dump on the thin token: manipulators accumulate quietly, the price is ramped up 15–60 % in a
+few minutes while a crowd rushes in, the manipulators dump into the rush and the price falls back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.simulate.context import US, SimContext
+from market_surveillance.simulate.scenarios._common import (
+    MINUTE_US,
+    Injection,
+    IntRange,
+    Range,
+    counterparty,
+    draw,
+    draw_int,
+    pick,
+    pick_slot,
+    spaced_times,
+    thin_assets,
+)
+
+
+def _buy(
+    ctx: SimContext,
+    rng: np.random.Generator,
+    inj: Injection,
+    holdings: dict[str, float],
+    t: int,
+    acct: str,
+    notional: float,
+    cp: str | None = None,
+) -> None:
+    """``acct`` lifts an offer on a random venue, paying up a little; manipulators' buys are tallied."""
+    v = pick(rng, ctx.universe.venues)
+    px = ctx.price(inj.asset, v, t) * (1 + rng.uniform(0, 5e-4))
+    _, aggr = inj.cross(t, cp or counterparty(ctx, rng, notional), acct, Side.BUY, px, notional / px, venue=v)
+    if acct in holdings:
+        holdings[acct] += float(ctx.tape.order_info[aggr][5])
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    manipulators: IntRange = (2, 4),
+    accumulate_min: Range = (18, 28),
+    accumulate_trades: IntRange = (35, 60),
+    accumulate_notional: Range = (1_000, 5_000),
+    pump_pct: Range = (15, 60),
+    ramp_min: Range = (2, 8),
+    hold_min: Range = (3, 10),
+    decay_min: Range = (10, 25),
+    rush_trades: IntRange = (30, 80),
+    crowd_share: Range = (0.4, 0.7),
+    crowd_notional: Range = (200, 2_000),
+    dump_trades: IntRange = (10, 25),
+    baseline_hourly: Range = (5_000, 20_000),
+    asset: str | None = None,
+) -> list[str]:
+    """Inject ``count`` pump-and-dump instances; returns their scenario ids.
+
+    Parameters
+    ----------
+    manipulators
+        Accounts running the scheme (label accounts).
+    accumulate_min, accumulate_trades, accumulate_notional
+        The quiet accumulation right before the pump: buys at the fair price (they also give the
+        price-move rule the ≥ 30 prior prints it needs in its 30-min window).
+    pump_pct, ramp_min, hold_min, decay_min
+        Market-wide price path shift: linear ramp to +pump_pct %, a plateau, a linear decay back.
+    rush_trades, crowd_share, crowd_notional
+        Aggressive buys during the ramp and plateau; ``crowd_share`` of them come from innocent retail
+        accounts (small tickets), the rest from the manipulators, all against market makers.
+    dump_trades
+        Sells by which the manipulators unload everything they bought, from the peak into the decay.
+    """
+    rng = ctx.rng("scenario:pump_and_dump")
+    u = ctx.universe
+    ids: list[str] = []
+    for _ in range(count):
+        acc = int(draw(rng, accumulate_min) * MINUTE_US)
+        ramp = int(draw(rng, ramp_min) * MINUTE_US)
+        hold = int(draw(rng, hold_min) * MINUTE_US)
+        decay = int(draw(rng, decay_min) * MINUTE_US)
+        a, start = pick_slot(ctx, rng, acc + ramp + hold + decay, [asset] if asset else thin_assets(ctx))
+        gang = [
+            ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
+            for _ in range(draw_int(rng, manipulators))
+        ]
+        inj = Injection(ctx, Typology.PUMP_AND_DUMP, a, None, gang)
+        holdings = dict.fromkeys(gang, 0.0)
+
+        # 1. quiet accumulation at the fair price
+        n_acc = max(draw_int(rng, accumulate_trades), len(gang))
+        for i, t in enumerate(spaced_times(rng, start, acc - MINUTE_US, n_acc, min_gap_us=5 * US)):
+            # round robin: every manipulator holds something to dump
+            _buy(ctx, rng, inj, holdings, int(t), gang[i % len(gang)], draw(rng, accumulate_notional))
+
+        # 2. the pump: shift every venue's path (background flow generated later follows it)
+        t_pump = start + acc
+        pct = draw(rng, pump_pct) / 100
+        g = u.grid_s * US
+        factors = 1 + pct * np.concatenate(
+            [
+                np.linspace(0, 1, max(ramp // g, 1)),
+                np.ones(max(hold // g, 1)),
+                np.linspace(1, 0, max(decay // g, 1)),
+            ]
+        )
+        ctx.prices.shift(a, None, t_pump, factors)
+
+        # 3. the rush: crowd and manipulators lift market makers' offers during ramp and plateau
+        share = draw(rng, crowd_share)
+        rush = spaced_times(rng, t_pump, ramp + hold // 2, draw_int(rng, rush_trades), min_gap_us=2 * US)
+        retail = ctx.crowd.get(Segment.RETAIL.value)
+        for t in rush:
+            if retail and rng.random() < share:
+                mm = ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
+                _buy(
+                    ctx,
+                    rng,
+                    inj,
+                    holdings,
+                    int(t),
+                    ctx.crowd_account(rng, Segment.RETAIL),
+                    draw(rng, crowd_notional),
+                    mm,
+                )
+            else:
+                _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
+
+        # 4. the dump: manipulators sell everything into the crowd from the peak into the decay
+        t_peak = t_pump + ramp
+        n_dump = draw_int(rng, dump_trades)
+        sellers = [gang[i % len(gang)] for i in range(max(n_dump, len(gang)))]
+        rng.shuffle(sellers)
+        left = dict(holdings)
+        for i, t in enumerate(spaced_times(rng, t_peak, hold + decay // 3, len(sellers), min_gap_us=2 * US)):
+            acct = sellers[i]
+            rest = sellers[i + 1 :].count(acct)
+            qty = left[acct] if rest == 0 else left[acct] * rng.uniform(0.5, 1.5) / (rest + 1)
+            left[acct] -= qty
+            v = pick(rng, u.venues)
+            px = ctx.price(a, v, int(t)) * (1 - rng.uniform(0, 5e-4))
+            inj.cross(int(t), counterparty(ctx, rng, px * qty), acct, Side.SELL, px, qty, venue=v)
+        ids.append(inj.finish())
+    return ids

@@ -1,0 +1,83 @@
+"""Spoofing: large orders cancelled within seconds while the same account trades the other side."""
+
+from __future__ import annotations
+
+from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.simulate.context import US, SimContext
+from market_surveillance.simulate.scenarios._common import (
+    ACCOUNT_MARGIN_US,
+    Injection,
+    IntRange,
+    Range,
+    draw,
+    draw_int,
+    liquid_assets,
+    opposite,
+    pick,
+    pick_slot,
+    random_side,
+    spaced_times,
+)
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    spoofs: IntRange = (3, 6),
+    spacing_s: Range = (60, 240),
+    spoof_notional: Range = (100_000, 400_000),
+    size_multiple: Range = (25, 60),
+    lifetime_s: Range = (1, 3),
+    offset_bps: Range = (2, 10),
+    genuine_delay_s: Range = (1, 20),
+    genuine_notional: Range = (2_000, 10_000),
+    baseline_hourly: Range = (20_000, 80_000),
+    asset: str | None = None,
+    venue: str | None = None,
+) -> list[str]:
+    """Inject ``count`` spoofing instances; returns their scenario ids.
+
+    Parameters
+    ----------
+    spoofs
+        Spoof orders per instance, ``spacing_s`` apart.
+    spoof_notional, size_multiple
+        Size of a spoof order: the larger of this USD notional and this multiple of the asset's typical
+        order size (rule: ≥ 10× the median new-order size and ≥ 50,000 USD).
+    lifetime_s
+        Seconds before the spoof order is cancelled (rule: within 5 s, never filled).
+    offset_bps
+        Distance of the spoof order from the venue price, on its own side (it must not cross).
+    genuine_delay_s, genuine_notional
+        The genuine opposite-side order rests this many seconds after the spoof appears and is filled by
+        an innocent aggressor (rule: opposite-side trade within ±60 s).
+    """
+    rng = ctx.rng("scenario:spoofing")
+    ids: list[str] = []
+    for _ in range(count):
+        n = draw_int(rng, spoofs)
+        span = int(sum(draw(rng, spacing_s) for _ in range(n)) * US)
+        a, start = pick_slot(
+            ctx, rng, span + 60 * US, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US
+        )
+        v = venue or pick(rng, ctx.universe.venues)
+        spec = ctx.universe.asset(a)
+        acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
+        inj = Injection(ctx, Typology.SPOOFING, a, v, [acct])
+        side = random_side(rng)  # the spoofed side; the account really wants to trade the other one
+        sign = 1.0 if side is Side.BUY else -1.0
+        for t in spaced_times(rng, start, span, n, min_gap_us=30 * US):
+            t = int(t)
+            px = ctx.price(a, v, t)
+            qty = max(draw(rng, spoof_notional) / px, draw(rng, size_multiple) * spec.typical_qty)
+            spoof = inj.new(t, acct, side, px * (1 - sign * draw(rng, offset_bps) * 1e-4), qty)
+            inj.cancel(t + int(draw(rng, lifetime_s) * US), spoof)
+            # the genuine order sits at the venue price on the other side and an innocent taker hits it
+            tg = t + int(draw(rng, genuine_delay_s) * US)
+            pg = ctx.price(a, v, tg)
+            inj.provide(
+                rng, tg, acct, opposite(side), pg, draw(rng, genuine_notional) / pg, resting_delay_us=int(US)
+            )
+        ids.append(inj.finish())
+    return ids

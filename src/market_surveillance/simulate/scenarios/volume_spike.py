@@ -1,0 +1,81 @@
+"""Volume spike: an institutional account trades steadily all day, then bursts to many times its
+normal notional for two hours."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market_surveillance.enums import Segment, Typology
+from market_surveillance.simulate.context import SimContext
+from market_surveillance.simulate.scenarios._common import (
+    ACCOUNT_MARGIN_US,
+    HOUR_US,
+    MINUTE_US,
+    Injection,
+    IntRange,
+    Range,
+    draw,
+    draw_int,
+    liquid_assets,
+    pick,
+    pick_slot,
+    random_side,
+    spaced_times,
+)
+
+
+def inject(
+    ctx: SimContext,
+    *,
+    count: int = 3,
+    normal_2h_notional: Range = (12_000, 30_000),
+    multiple: Range = (8, 20),
+    min_burst_notional: Range = (150_000, 250_000),
+    burst_trades: IntRange = (10, 30),
+    steady_interval_min: Range = (15, 40),
+    asset: str | None = None,
+) -> list[str]:
+    """Inject ``count`` volume-spike instances; returns their scenario ids.
+
+    Parameters
+    ----------
+    normal_2h_notional
+        The account's steady notional per 2 h over the whole day (its stored hourly baseline is half).
+    multiple, min_burst_notional
+        Burst notional over 2 h = max(multiple × normal, a draw from ``min_burst_notional``) (rule: ≥ 5×
+        the prior 12-h average per 2 h and ≥ 100,000 USD).
+    burst_trades
+        Trades in the 2-h burst.
+    steady_interval_min
+        Average minutes between the steady trades outside the burst.
+    """
+    rng = ctx.rng("scenario:volume_spike")
+    u = ctx.universe
+    ids: list[str] = []
+    for _ in range(count):
+        normal = draw(rng, normal_2h_notional)
+        burst_total = max(draw(rng, multiple) * normal, draw(rng, min_burst_notional))
+        burst_span = 2 * HOUR_US - 5 * MINUTE_US
+        a, b0 = pick_slot(ctx, rng, burst_span, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US)
+        acct = ctx.accounts.add(Segment.INSTITUTIONAL, normal / 2)
+        inj = Injection(ctx, Typology.VOLUME_SPIKE, a, None, [acct])
+        interval = draw(rng, steady_interval_min) * MINUTE_US
+        # steady flow over the rest of the day: Poisson arrivals, each trade worth its share of the norm
+        n_steady = int(rng.poisson((u.end_us - u.start_us - burst_span) / interval))
+        steady = np.sort(rng.integers(u.start_us + MINUTE_US, u.end_us - MINUTE_US, size=n_steady))
+        steady = steady[(steady < b0 - 5 * MINUTE_US) | (steady > b0 + burst_span + 5 * MINUTE_US)]
+        per_trade = normal / (2 * HOUR_US / interval)
+        n_burst = draw_int(rng, burst_trades)
+        burst = spaced_times(rng, b0, burst_span, n_burst, min_gap_us=MINUTE_US)
+        notionals = np.concatenate(
+            [
+                per_trade * rng.lognormal(0, 0.3, len(steady)),
+                burst_total * rng.dirichlet(np.full(n_burst, 4.0)),
+            ]
+        )
+        for t, notional in zip(np.concatenate([steady, burst]), notionals, strict=True):
+            v = pick(rng, u.venues)
+            px = ctx.price(a, v, int(t))
+            inj.take(rng, int(t), acct, random_side(rng), px, notional / px, venue=v)
+        ids.append(inj.finish())
+    return ids
