@@ -31,6 +31,8 @@ def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
 
 def duckdb_backend(con: duckdb.DuckDBPyConnection | None = None) -> ibis.BaseBackend:
     con = con or duckdb.connect()
+    # Ibis 12 still writes `x -> ...` lambdas (array filter/distinct); DuckDB 2 refuses them by default
+    con.execute("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
     return ibis.duckdb.from_connection(con)
 
 

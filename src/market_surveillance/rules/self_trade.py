@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules._common import empty_str_array, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -48,11 +49,7 @@ class SelfTrade(Rule):
     def candidates(self, t: Tables, p: SelfTradeParams) -> ir.Table:
         tr = t["trades"]
         s = tr.filter(tr.buyer_id.notnull() & (tr.buyer_id == tr.seller_id))
-        keys = [s.buyer_id, s.asset, s.venue]
-        w = ibis.window(group_by=keys, order_by=[s.ts_us, s.trade_id])
-        prev = s.ts_us.lag().over(w)
-        s = s.mutate(new_ep=(prev.isnull() | ((s.ts_us - prev) > p.episode_gap_s * 1_000_000)).cast("int64"))
-        s = s.mutate(episode=s.new_ep.sum().over(w))
+        s = with_episodes(s, ["buyer_id", "asset", "venue"], p.episode_gap_s, tiebreak="trade_id")
         g = s.group_by(["buyer_id", "asset", "venue", "episode"]).aggregate(
             n=s.count(),
             notional=(s.price * s.qty).sum(),
@@ -70,5 +67,5 @@ class SelfTrade(Rule):
             value=g.n.cast("float64"),
             score=g.n.cast("float64") * (1 + g.notional.log10().clip(lower=0)),
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=ibis.literal([], type="array<string>"),
+            evidence_order_ids=empty_str_array(),
         )

@@ -1,0 +1,69 @@
+"""Small Ibis building blocks shared by rules (portable to DuckDB and PySpark)."""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+US = 1_000_000
+
+
+def with_episodes(
+    t: ir.Table, keys: list[str], gap_s: float, *, ts: str = "ts_us", tiebreak: str | None = None
+) -> ir.Table:
+    """Number the episodes of each entity: a new episode starts when the previous hit of the same
+    ``keys`` is more than ``gap_s`` seconds earlier. Adds an ``episode`` column (1, 2, ...).
+
+    Note: ``ibis.window(order_by=...)`` frames aggregates over the whole partition; running sums need
+    ``ibis.cumulative_window``.
+    """
+    order = [t[ts]] + ([t[tiebreak]] if tiebreak else [])
+    w = ibis.window(group_by=[t[k] for k in keys], order_by=order)
+    prev = t[ts].lag().over(w)
+    t = t.mutate(_new_ep=(prev.isnull() | ((t[ts] - prev) > int(gap_s * US))).cast("int64"))
+    cw = ibis.cumulative_window(
+        group_by=[t[k] for k in keys], order_by=[t[ts]] + ([t[tiebreak]] if tiebreak else [])
+    )
+    return t.mutate(episode=t._new_ep.sum().over(cw)).drop("_new_ep")
+
+
+def trailing(
+    t: ir.Table, keys: list[str], seconds: float, *, ts: str = "ts_us"
+) -> ibis.expr.builders.LegacyWindowBuilder:
+    """A range window over the trailing ``seconds`` (inclusive of the current row) per ``keys``."""
+    return ibis.range_window(
+        group_by=[t[k] for k in keys], order_by=t[ts], preceding=int(seconds * US), following=0
+    )
+
+
+def empty_str_array() -> ir.ArrayValue:
+    return ibis.literal([], type="array<string>")
+
+
+def null_str() -> ir.StringValue:
+    return ibis.null().cast("string")
+
+
+def account_trades(trades: ir.Table) -> ir.Table:
+    """One row per (trade, participating account): account_id, side ('buy'/'sell'), aggressive flag."""
+    cols = ["trade_id", "ts", "ts_us", "venue", "asset", "price", "qty"]
+    buy = trades.filter(trades.buyer_id.notnull()).select(
+        *cols, account_id=trades.buyer_id, side=ibis.literal("buy"), aggressive=trades.aggressor == "buy"
+    )
+    sell = trades.filter(trades.seller_id.notnull()).select(
+        *cols, account_id=trades.seller_id, side=ibis.literal("sell"), aggressive=trades.aggressor == "sell"
+    )
+    return buy.union(sell)
+
+
+def order_lifecycle(orders: ir.Table) -> ir.Table:
+    """One row per order with its `new` fields, first cancel time and filled quantity."""
+    new = orders.filter(orders.event == "new")
+    ends = orders.filter(orders.event != "new")
+    agg = ends.group_by("order_id").aggregate(
+        cancel_us=ends.ts_us.min(where=ends.event == "cancel"),
+        cancel_ts=ends.ts.min(where=ends.event == "cancel"),
+        filled=ends.qty.sum(where=ends.event == "fill"),
+    )
+    j = new.left_join(agg, new.order_id == agg.order_id).drop("order_id_right")
+    return j.mutate(filled=j.filled.fill_null(0.0))

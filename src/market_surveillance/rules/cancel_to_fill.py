@@ -1,0 +1,74 @@
+"""MS010 cancel_to_fill — an account cancelling far more than it trades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class CancelToFillParams(Params):
+    window_s: int = param(1800, low=1, doc="trailing window, seconds")
+    ratio: float = param(6.0, low=0.0, closed="neither", doc="cancels per fill (fills floored at 1)")
+    min_messages: int = param(20, low=1, doc="minimum events (new + cancel + fill) in the window")
+    episode_gap_s: int = param(600, low=1, doc="hits further apart start a new episode, seconds")
+
+
+@register
+class CancelToFill(Rule):
+    """Cancel-to-fill surge.
+
+    What it detects
+        An account whose cancels divided by fills (fills floored at one) reach ``ratio`` within a trailing
+        ``window_s`` while it sends at least ``min_messages`` events, evaluated at each cancel.
+    Why it is abusive
+        Orders that are mostly cancelled never intended to trade: they signal liquidity that is not there
+        (spoofing, layering, quote stuffing). EU MAR Annex II 3; exchange order-to-trade ratio limits.
+    Known false positives
+        Market makers in fast markets, passive algorithms chasing the touch, accounts testing connectivity.
+    """
+
+    rule_id = "MS010"
+    name = "cancel_to_fill"
+    typology = Typology.CANCEL_TO_FILL
+    regulatory_name = "EU MAR Annex II 3: excessive order-to-trade ratio"
+    metric = "cancels_per_fill"
+    threshold_param = "ratio"
+    Params = CancelToFillParams
+    requires = ("orders",)
+    needs_order_accounts = True
+
+    def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
+        o = t["orders"]
+        o = o.filter(o.account_id.notnull())
+        o = o.mutate(c=(o.event == "cancel").cast("int64"), f=(o.event == "fill").cast("int64"))
+        w = trailing(o, ["account_id"], p.window_s)
+        o = o.mutate(cancels=o.c.sum().over(w), fills=o.f.sum().over(w), msgs=o.event_id.count().over(w))
+        o = o.mutate(r=o.cancels.cast("float64") / ibis.greatest(o.fills, 1).cast("float64"))
+        hits = o.filter((o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages))
+        hits = with_episodes(hits, ["account_id"], p.episode_gap_s, tiebreak="event_id")
+        g = hits.group_by(["account_id", "episode"]).aggregate(
+            value=hits.r.max(),
+            asset=hits.asset.min(),
+            window_start=hits.ts.min(),
+            window_end=hits.ts.max(),
+            evidence_order_ids=hits.order_id.collect(),
+        )
+        return g.select(
+            asset=g.asset,
+            venue=null_str(),
+            accounts=ibis.array([g.account_id]),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.value,
+            score=g.value / p.ratio,
+            evidence_trade_ids=empty_str_array(),
+            evidence_order_ids=g.evidence_order_ids,
+        )

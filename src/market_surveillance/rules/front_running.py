@@ -1,0 +1,125 @@
+"""MS006 front_running — trading just ahead of a large aggressive print and exiting at a profit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import US, account_trades, empty_str_array, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class FrontRunningParams(Params):
+    lead_s: float = param(
+        30.0, low=0.0, closed="neither", doc="entry at most this long before the large print"
+    )
+    exit_s: float = param(
+        300.0, low=0.0, closed="neither", doc="exit at most this long after the large print"
+    )
+    large_multiple: float = param(
+        10.0, low=1.0, doc="large print: notional vs the asset's median trade notional"
+    )
+    min_large_notional: float = param(100_000.0, low=0.0, doc="large print: minimum notional")
+    min_profit_bps: float = param(25.0, low=0.0, doc="exit vs entry price, basis points")
+    episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
+
+
+@register
+class FrontRunning(Rule):
+    """Front-running around large aggressive prints.
+
+    What it detects
+        An account that trades in one direction at most ``lead_s`` seconds before another account's large
+        aggressive trade in the same direction on the same asset (notional ≥ ``large_multiple`` × the asset's
+        median and ≥ ``min_large_notional``), then trades the opposite direction within ``exit_s`` seconds after
+        it, with a volume-weighted exit at least ``min_profit_bps`` better than its volume-weighted entry.
+    Why it is abusive
+        Knowing a large order is coming (client flow, leaked information) and trading ahead of it exploits
+        non-public information about the order. EU MAR Art. 7(1)(d) inside information on pending orders and
+        Recital 19; FINRA Rule 5270.
+    Known false positives
+        Momentum traders reacting to the same signal as the large trader; market makers' inventory
+        management around big prints; two orders of the same parent algorithm.
+    """
+
+    rule_id = "MS006"
+    name = "front_running"
+    typology = Typology.FRONT_RUNNING
+    regulatory_name = "EU MAR Art. 7(1)(d): front-running of pending orders"
+    metric = "profit_bps"
+    threshold_param = "min_profit_bps"
+    Params = FrontRunningParams
+    requires = ("trades",)
+    needs_trade_accounts = True
+
+    def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
+        tr = t["trades"]
+        tr = tr.mutate(notional=tr.price * tr.qty)
+        med = tr.group_by("asset").aggregate(med_notional=tr.notional.median())
+        big = tr.join(med, "asset")
+        big = big.filter(
+            (big.notional >= big.med_notional * p.large_multiple) & (big.notional >= p.min_large_notional)
+        )
+        big = big.select(
+            big_id=big.trade_id,
+            asset=big.asset,
+            big_us=big.ts_us,
+            big_ts=big.ts,
+            d=big.aggressor,
+            big_acct=ibis.ifelse(big.aggressor == "buy", big.buyer_id, big.seller_id),
+        )
+        at = account_trades(tr)
+        lead, ex = int(p.lead_s * US), int(p.exit_s * US)
+        legs = big.join(
+            at,
+            [
+                at.asset == big.asset,
+                at.ts_us >= big.big_us - lead,
+                at.ts_us <= big.big_us + ex,
+                at.trade_id != big.big_id,
+            ],
+        )
+        legs = legs.filter(legs.account_id != legs.big_acct)
+        is_entry = (legs.side == legs.d) & (legs.ts_us < legs.big_us)
+        is_exit = (legs.side != legs.d) & (legs.ts_us > legs.big_us)
+        legs = legs.filter(is_entry | is_exit).mutate(entry=is_entry)
+        pq = legs.price * legs.qty
+        g = legs.group_by(["account_id", "asset", "big_id", "big_us", "big_ts", "d"]).aggregate(
+            entry_pq=pq.sum(where=legs.entry),
+            entry_q=legs.qty.sum(where=legs.entry),
+            exit_pq=pq.sum(where=~legs.entry),
+            exit_q=legs.qty.sum(where=~legs.entry),
+            first=legs.ts.min(),
+            last=legs.ts.max(),
+            trade_ids=legs.trade_id.collect(),
+        )
+        g = g.filter(g.entry_q.notnull() & g.exit_q.notnull())
+        entry_px = g.entry_pq / g.entry_q
+        exit_px = g.exit_pq / g.exit_q
+        sign = ibis.ifelse(g.d == "buy", 1.0, -1.0)
+        g = g.mutate(profit_bps=sign * (exit_px - entry_px) / entry_px * 10_000)
+        hits = g.filter(g.profit_bps >= p.min_profit_bps).mutate(ts_us=g.big_us)
+        hits = with_episodes(hits, ["account_id", "asset"], p.episode_gap_s, tiebreak="big_id")
+        e = hits.group_by(["account_id", "asset", "episode"]).aggregate(
+            value=hits.profit_bps.max(),
+            window_start=hits.first.min(),
+            window_end=hits.last.max(),
+            evidence_trade_ids=hits.trade_ids.collect().flatten(),
+            big_ids=hits.big_id.collect(),
+        )
+        return e.select(
+            asset=e.asset,
+            venue=ibis.null().cast("string"),
+            accounts=ibis.array([e.account_id]),
+            window_start=e.window_start,
+            window_end=e.window_end,
+            value=e.value,
+            score=e.value / p.min_profit_bps,
+            evidence_trade_ids=e.evidence_trade_ids.concat(e.big_ids),
+            evidence_order_ids=empty_str_array(),
+        )

@@ -1,0 +1,73 @@
+"""MS009 message_rate — an account flooding the venue with order instructions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class MessageRateParams(Params):
+    window_s: int = param(60, low=1, doc="trailing window, seconds")
+    max_messages: int = param(45, low=1, doc="instructions (new + cancel) allowed in the window")
+    episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
+
+
+@register
+class MessageRate(Rule):
+    """Message-rate spike (quote stuffing / message flooding).
+
+    What it detects
+        An account sending more than ``max_messages`` order instructions (new orders and cancels; fills are
+        the venue's messages, not the account's) within any trailing ``window_s`` seconds.
+    Why it is abusive
+        Floods slow the matching engine and other participants' market data, hiding the account's real
+        intent or creating latency arbitrage. EU MAR Annex II 3(a)/(b) and RTS 2017/565 order-to-trade
+        controls; "quote stuffing".
+    Known false positives
+        Legitimate market makers re-quoting fast in volatile markets; an algorithm malfunction (a real
+        issue, but operational rather than manipulative).
+    """
+
+    rule_id = "MS009"
+    name = "message_rate"
+    typology = Typology.MESSAGE_FLOOD
+    regulatory_name = "EU MAR Annex II 3: disruption of the trading system (quote stuffing)"
+    metric = "instructions_per_window"
+    threshold_param = "max_messages"
+    Params = MessageRateParams
+    requires = ("orders",)
+    needs_order_accounts = True
+
+    def candidates(self, t: Tables, p: MessageRateParams) -> ir.Table:
+        o = t["orders"]
+        o = o.filter(o.account_id.notnull() & o.event.isin(["new", "cancel"]))
+        o = o.mutate(n=o.event_id.count().over(trailing(o, ["account_id"], p.window_s)))
+        hits = with_episodes(
+            o.filter(o.n > p.max_messages), ["account_id"], p.episode_gap_s, tiebreak="event_id"
+        )
+        g = hits.group_by(["account_id", "episode"]).aggregate(
+            value=hits.n.max(),
+            asset=hits.asset.min(),
+            window_start=hits.ts.min(),
+            window_end=hits.ts.max(),
+            evidence_order_ids=hits.order_id.collect(),
+        )
+        return g.select(
+            asset=g.asset,
+            venue=null_str(),
+            accounts=ibis.array([g.account_id]),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.value.cast("float64"),
+            score=g.value.cast("float64") / p.max_messages,
+            evidence_trade_ids=empty_str_array(),
+            evidence_order_ids=g.evidence_order_ids,
+        )

@@ -1,0 +1,98 @@
+"""MS005 spoofing — large orders cancelled within seconds while the account trades the other side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import US, account_trades, order_lifecycle, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class SpoofingParams(Params):
+    size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median trade qty")
+    min_notional: float = param(50_000.0, low=0.0, doc="minimum order notional, quote currency")
+    max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
+    opposite_window_s: float = param(60.0, low=0.0, doc="opposite-side trade within ± this many seconds")
+    episode_gap_s: int = param(300, low=1, doc="spoof orders further apart start a new episode")
+
+
+@register
+class Spoofing(Rule):
+    """Spoofing: large orders pulled within seconds while trading the other side.
+
+    What it detects
+        A `new` order at least ``size_multiple`` times the asset's median trade size (and worth at least
+        ``min_notional``) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
+        account trades the opposite side of the same asset within ± ``opposite_window_s``. One alert per
+        account, asset and venue episode.
+    Why it is abusive
+        The large order advertises demand or supply the account never meant to honour, moving others' prices
+        toward the account's real order on the other side. EU MAR Annex I(1)(a) and Annex II 3: "spoofing";
+        Dodd-Frank §747 (CEA 4c(a)(5)(C)).
+    Known false positives
+        Large resting orders cancelled because the market moved (news), algorithms cancelling on their own
+        fill on the other side, fat-finger corrections.
+    """
+
+    rule_id = "MS005"
+    name = "spoofing"
+    typology = Typology.SPOOFING
+    regulatory_name = "EU MAR Annex I(1)(a)/Annex II 3: spoofing"
+    metric = "spoof_orders"
+    threshold_param = "size_multiple"
+    Params = SpoofingParams
+    requires = ("orders", "trades")
+    needs_order_accounts = True
+    needs_trade_accounts = True
+
+    def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
+        tr = t["trades"]
+        med = tr.group_by("asset").aggregate(med_qty=tr.qty.median())
+        life = order_lifecycle(t["orders"])
+        life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
+        life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
+        big = life.join(med, "asset")
+        big = big.filter((big.qty >= big.med_qty * p.size_multiple) & (big.qty * big.price >= p.min_notional))
+        at = account_trades(tr)
+        win = int(p.opposite_window_s * US)
+        j = big.join(
+            at,
+            [
+                big.account_id == at.account_id,
+                big.asset == at.asset,
+                big.side != at.side,
+                at.ts_us >= big.ts_us - win,
+                at.ts_us <= big.ts_us + win,
+            ],
+        )
+        per_order = j.group_by(
+            [j.order_id, j.account_id, j.asset, j.venue, j.ts, j.ts_us, j.cancel_ts, j.qty, j.med_qty]
+        ).aggregate(trade_ids=j.trade_id.collect())
+        per_order = with_episodes(
+            per_order, ["account_id", "asset", "venue"], p.episode_gap_s, tiebreak="order_id"
+        )
+        g = per_order.group_by(["account_id", "asset", "venue", "episode"]).aggregate(
+            n=per_order.order_id.count(),
+            size_x=(per_order.qty / per_order.med_qty).max(),
+            window_start=per_order.ts.min(),
+            window_end=per_order.cancel_ts.max(),
+            evidence_order_ids=per_order.order_id.collect(),
+            evidence_trade_ids=per_order.trade_ids.collect().flatten(),
+        )
+        return g.select(
+            asset=g.asset,
+            venue=g.venue,
+            accounts=ibis.array([g.account_id]),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.size_x,
+            score=g.size_x / p.size_multiple * (1 + g.n.cast("float64")).ln(),
+            evidence_trade_ids=g.evidence_trade_ids,
+            evidence_order_ids=g.evidence_order_ids,
+        )
