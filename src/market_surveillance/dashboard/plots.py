@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
@@ -166,14 +167,16 @@ def alert_counts_figure(alerts: Any, by: str = "rule_name", freq: str = "1h") ->
 
 def pick_alert(alerts: Any, *, prefer: str = "evidence_trade_ids") -> dict[str, Any]:
     """A representative alert to inspect: the highest-scoring one with evidence in ``prefer`` if any,
-    else the highest-scoring alert. Raises ``ValueError`` when there are no alerts."""
+    else the highest-scoring alert, as a dict (list columns as lists). Raises ``ValueError`` when there are
+    no alerts."""
     df = as_frame(alerts)
     if df.empty:
         raise ValueError("no alerts to pick from")
     has = df[prefer].map(lambda v: len(_ids(v)) > 0) if prefer in df.columns else pd.Series(False, df.index)
     pool = df[has] if has.any() else df
     row = pool.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable").iloc[0]
-    return row.to_dict()
+    # list columns come back from Arrow as numpy arrays: plain lists are safe to test for truth and print
+    return {k: list(v) if isinstance(v, np.ndarray | list | tuple) else v for k, v in row.to_dict().items()}
 
 
 # -- one alert ---------------------------------------------------------------------------------
