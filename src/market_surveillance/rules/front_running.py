@@ -34,7 +34,7 @@ class FrontRunning(Rule):
     """Front-running around large aggressive prints.
 
     What it detects
-        An account that trades in one direction at most ``lead_s`` seconds before another account's large
+        An account that trades aggressively in one direction at most ``lead_s`` seconds before another account's large
         aggressive trade in the same direction on the same asset (notional ≥ ``large_multiple`` × the asset's
         median and ≥ ``min_large_notional``), then trades the opposite direction within ``exit_s`` seconds after
         it, with a volume-weighted exit at least ``min_profit_bps`` better than its volume-weighted entry.
@@ -85,7 +85,8 @@ class FrontRunning(Rule):
             ],
         )
         legs = legs.filter(legs.account_id != legs.big_acct)
-        is_entry = (legs.side == legs.d) & (legs.ts_us < legs.big_us)
+        # entering ahead means taking liquidity: a maker filled passively before the print is not front-running
+        is_entry = (legs.side == legs.d) & (legs.ts_us < legs.big_us) & legs.aggressive
         is_exit = (legs.side != legs.d) & (legs.ts_us > legs.big_us)
         legs = legs.filter(is_entry | is_exit).mutate(entry=is_entry)
         pq = legs.price * legs.qty
