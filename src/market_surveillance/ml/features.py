@@ -1,0 +1,275 @@
+"""Per-account behavioural features, computed with Ibis on the rules' canonical tables.
+
+Everything heavy (joins, windows, aggregations over trades and order events) runs on the tables' backend
+(DuckDB or PySpark); only the final one-row-per-account table comes back as pandas. Each feature is
+described in :data:`FEATURES` (and in ``docs/ml.md``). Accounts without trades or orders get zeros, except
+``cancel_latency_median_s``, which is neutral (the population median) for accounts that never cancelled:
+zero would read as "the fastest canceller in the market".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+US_PER_S = 1_000_000
+
+#: feature name → description (order = column order of :func:`account_features`)
+FEATURES: dict[str, str] = {
+    "notional": "traded notional, USD (both roles)",
+    "trade_count": "trades the account is a party to",
+    "order_count": "orders placed (`new` events)",
+    "cancel_ratio": "cancels / max(fills of own orders, 1) over the whole data (MS010 uses 30-min windows)",
+    "quick_cancel_share": "share of placed orders cancelled within 5 s of placement",
+    "cancel_latency_median_s": "median seconds from `new` to `cancel` of cancelled orders",
+    "msg_rate_peak": "peak instructions (`new` + `cancel`) in any trailing 60 s (MS009's count)",
+    "self_trade_share": "share of the account's trades where it is both buyer and seller",
+    "top_counterparty_share": "share of trades (with a known other party) done with the single most frequent counterparty",
+    "counterparty_hhi": "Herfindahl index of trade counts over counterparties (1 = one counterparty only)",
+    "aggressor_share": "share of the account's trades where it crossed the spread",
+    "venue_count": "distinct venues traded or ordered on",
+    "asset_count": "distinct assets traded or ordered",
+    "position_share": "max over assets of |net position| / asset float, latest snapshot",
+    "busiest_hour_share": "share of notional traded in the account's busiest clock hour",
+    "baseline_deviation": "peak hourly notional / stored baseline_hourly_notional",
+    "order_size_rel": "median of new-order qty / the asset's median new-order qty",
+    "order_size_rel_max": "max of new-order qty / the asset's median new-order qty",
+    "price_deviation_bps": "notional-weighted mean |price − trailing 30-min asset mean price|, bps",
+    "shared_network_accounts": "other accounts sharing a device id or IP subnet with this account",
+}
+
+#: counts and sizes whose spread spans orders of magnitude: the detector takes log1p of these
+HEAVY_TAILED: tuple[str, ...] = (
+    "notional",
+    "trade_count",
+    "order_count",
+    "cancel_ratio",
+    "cancel_latency_median_s",
+    "msg_rate_peak",
+    "venue_count",
+    "asset_count",
+    "baseline_deviation",
+    "order_size_rel",
+    "order_size_rel_max",
+    "price_deviation_bps",
+    "shared_network_accounts",
+)
+
+QUICK_CANCEL_S = 5
+MSG_WINDOW_S = 60
+PRICE_WINDOW_S = 1800
+
+
+def _nullable(t: ir.Table) -> ir.Table:
+    """The same columns with nullable types, so set operations accept inputs of mixed nullability."""
+    schema = t.schema()
+    return t.select(**{c: t[c].cast(schema[c].copy(nullable=True)) for c in schema.names})
+
+
+def trade_legs(tr: ir.Table) -> ir.Table:
+    """One row per (trade, account party): a self-trade is one leg, as the account made one trade."""
+    notional = (tr.price * tr.qty).name("notional")
+    is_self = (tr.buyer_id.notnull() & (tr.buyer_id == tr.seller_id)).fill_null(False)
+    common = dict(trade_id=tr.trade_id, ts=tr.ts, ts_us=tr.ts_us, venue=tr.venue, asset=tr.asset)
+    buy = tr.filter(tr.buyer_id.notnull()).select(
+        account_id=tr.buyer_id,
+        counterparty=tr.seller_id,
+        **common,
+        price=tr.price,
+        notional=notional,
+        is_self=is_self.cast("int64"),
+        is_aggr=(is_self | (tr.aggressor == "buy")).cast("int64"),
+    )
+    sell = tr.filter(tr.seller_id.notnull() & ~is_self).select(
+        account_id=tr.seller_id,
+        counterparty=tr.buyer_id,
+        **common,
+        price=tr.price,
+        notional=notional,
+        is_self=ibis.literal(0, type="int64"),
+        is_aggr=(tr.aggressor == "sell").cast("int64"),
+    )
+    return _nullable(buy).union(_nullable(sell))
+
+
+def _trade_features(tr: ir.Table, legs: ir.Table) -> ir.Table:
+    base = legs.group_by("account_id").aggregate(
+        notional=legs.notional.sum(),
+        trade_count=legs.count(),
+        self_trades=legs.is_self.sum(),
+        aggr_trades=legs.is_aggr.sum(),
+    )
+    # counterparty concentration over trades with a known, different other party
+    cp = legs.filter(legs.counterparty.notnull() & (legs.is_self == 0))
+    pair = cp.group_by(["account_id", "counterparty"]).aggregate(c=cp.count().cast("float64"))
+    conc = pair.group_by("account_id").aggregate(
+        cp_total=pair.c.sum(), cp_top=pair.c.max(), cp_sq=(pair.c * pair.c).sum()
+    )
+    # clock-hour notional: busiest-hour share and peak vs the stored baseline
+    hourly = legs.mutate(hour=legs.ts_us // (3600 * US_PER_S))
+    hourly = hourly.group_by(["account_id", "hour"]).aggregate(h=hourly.notional.sum())
+    hours = hourly.group_by("account_id").aggregate(peak_hour=hourly.h.max())
+    # price vs the asset's trailing 30-min mean (all venues), like MS003's reference price
+    w = ibis.range_window(
+        group_by=tr.asset, order_by=tr.ts_us, preceding=PRICE_WINDOW_S * US_PER_S, following=0
+    )
+    ref = tr.select(trade_id=tr.trade_id, ref_price=tr.price.mean().over(w))
+    lp = legs.join(ref, "trade_id")
+    lp = lp.mutate(dev=(lp.price - lp.ref_price).abs() / lp.ref_price * 1e4 * lp.notional)
+    price = lp.group_by("account_id").aggregate(dev_sum=lp.dev.sum())
+    out = base.left_join(conc, "account_id").select(base, conc.cp_total, conc.cp_top, conc.cp_sq)
+    out = out.left_join(hours, "account_id").select(out, hours.peak_hour)
+    out = out.left_join(price, "account_id").select(out, price.dev_sum)
+    return out
+
+
+def _order_features(o: ir.Table) -> ir.Table:
+    o = o.filter(o.account_id.notnull())
+    new = o.filter(o.event == "new")
+    canc = o.filter(o.event == "cancel")
+    counts = o.group_by("account_id").aggregate(
+        order_count=(o.event == "new").sum(),
+        cancels=(o.event == "cancel").sum(),
+        fills=(o.event == "fill").sum(),
+    )
+    # cancel latency: first `new` and first `cancel` of each order
+    n1 = new.group_by("order_id").aggregate(new_us=new.ts_us.min())
+    c1 = canc.group_by(["order_id", "account_id"]).aggregate(cancel_us=canc.ts_us.min())
+    lat = c1.join(n1, "order_id")
+    lat = lat.mutate(lat_s=(lat.cancel_us - lat.new_us).cast("float64") / US_PER_S)
+    latency = lat.group_by("account_id").aggregate(
+        latency_med=lat.lat_s.median(),
+        quick=(lat.lat_s <= QUICK_CANCEL_S).sum(),
+    )
+    # peak instructions in a trailing 60 s (MS009's count)
+    ins = o.filter(o.event.isin(["new", "cancel"]))
+    w = ibis.range_window(
+        group_by=ins.account_id, order_by=ins.ts_us, preceding=MSG_WINDOW_S * US_PER_S, following=0
+    )
+    ins = ins.select(account_id=ins.account_id, n=ins.event_id.count().over(w))
+    rate = ins.group_by("account_id").aggregate(msg_rate_peak=ins.n.max())
+    # order size relative to the asset's median new-order qty
+    med = new.group_by("asset").aggregate(asset_med=new.qty.median())
+    rel = new.join(med, "asset")
+    rel = rel.mutate(r=rel.qty / rel.asset_med)
+    size = rel.group_by("account_id").aggregate(order_size_rel=rel.r.median(), order_size_rel_max=rel.r.max())
+    out = counts
+    for extra in (latency, rate, size):
+        out = out.left_join(extra, "account_id").select(
+            out, *[extra[c] for c in extra.columns if c != "account_id"]
+        )
+    return out
+
+
+def _activity(legs: ir.Table, o: ir.Table) -> ir.Table:
+    o = o.filter(o.account_id.notnull())
+    act = _nullable(legs.select("account_id", "venue", "asset", "ts")).union(
+        _nullable(o.select("account_id", "venue", "asset", "ts"))
+    )
+    return act.group_by("account_id").aggregate(
+        venue_count=act.venue.nunique(),
+        asset_count=act.asset.nunique(),
+        first_ts=act.ts.min(),
+        last_ts=act.ts.max(),
+    )
+
+
+def _position_features(pos: ir.Table, assets: ir.Table) -> ir.Table:
+    latest = pos.as_of.max().over(ibis.window(group_by=[pos.account_id, pos.asset]))
+    p = pos.mutate(latest=latest)
+    p = p.filter(p.as_of == p.latest)
+    p = p.join(assets, "asset")
+    p = p.mutate(share=p.net_qty.abs() / p.float_qty)
+    return p.group_by("account_id").aggregate(position_share=p.share.max())
+
+
+def _network_features(net: ir.Table) -> ir.Table:
+    keys = (
+        _nullable(net.select(account_id=net.account_id, key="d:" + net.device_id))
+        .union(_nullable(net.select(account_id=net.account_id, key="s:" + net.ip_subnet)))
+        .distinct()
+    )
+    other = keys.select(other_id=keys.account_id, other_key=keys.key)
+    pairs = keys.join(other, keys.key == other.other_key).filter(lambda r: r.account_id != r.other_id)
+    pairs = pairs.select("account_id", "other_id").distinct()
+    return pairs.group_by("account_id").aggregate(shared_network_accounts=pairs.count())
+
+
+def feature_expression(t: Mapping[str, ir.Table]) -> ir.Table:
+    """The Ibis expression of raw per-account aggregates (one row per account, nulls where no activity).
+
+    Needs ``trades`` and ``orders`` (with ``ts_us``, as :mod:`market_surveillance.io.canonical` adds) and
+    ``accounts``; ``positions`` + ``assets`` and ``network`` are used when present.
+    """
+    tr, o, acc = t["trades"], t["orders"], t["accounts"]
+    legs = trade_legs(tr)
+    ids = (
+        _nullable(acc.select("account_id"))
+        .union(_nullable(legs.select("account_id")))
+        .union(_nullable(o.filter(o.account_id.notnull()).select("account_id")))
+        .distinct()
+    )
+    parts = [
+        _trade_features(tr, legs),
+        _order_features(o),
+        _activity(legs, o),
+        acc.select("account_id", "baseline_hourly_notional"),
+    ]
+    if "positions" in t and "assets" in t:
+        parts.append(_position_features(t["positions"], t["assets"]))
+    if "network" in t:
+        parts.append(_network_features(t["network"]))
+    out = ids
+    for part in parts:
+        out = out.left_join(part, "account_id").select(
+            out, *[part[c] for c in part.columns if c != "account_id"]
+        )
+    return out
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    den = den.where(den > 0)
+    return (num / den).fillna(0.0)
+
+
+def account_features(t: Mapping[str, ir.Table], *, with_activity: bool = False) -> pd.DataFrame:
+    """Per-account feature table (pandas, indexed by ``account_id``, sorted; columns = :data:`FEATURES`).
+
+    ``with_activity=True`` appends ``first_ts`` / ``last_ts`` (the account's first and last trade or order
+    event), used as the window of ML alerts.
+    """
+    raw = feature_expression(t).to_pandas()
+    raw = raw.set_index("account_id").sort_index()
+    raw.index.name = "account_id"
+    num = raw.drop(columns=["first_ts", "last_ts"]).astype("float64").fillna(0.0)
+    f = pd.DataFrame(index=raw.index)
+    f["notional"] = num["notional"]
+    f["trade_count"] = num["trade_count"]
+    f["order_count"] = num["order_count"]
+    f["cancel_ratio"] = num["cancels"] / num["fills"].clip(lower=1.0)
+    f["quick_cancel_share"] = _ratio(num["quick"], num["order_count"]).clip(upper=1.0)
+    lat = raw["latency_med"].astype("float64")
+    f["cancel_latency_median_s"] = lat.fillna(lat.median() if lat.notna().any() else 0.0)
+    f["msg_rate_peak"] = num["msg_rate_peak"]
+    f["self_trade_share"] = _ratio(num["self_trades"], num["trade_count"])
+    f["top_counterparty_share"] = _ratio(num["cp_top"], num["cp_total"])
+    f["counterparty_hhi"] = _ratio(num["cp_sq"], num["cp_total"] ** 2)
+    f["aggressor_share"] = _ratio(num["aggr_trades"], num["trade_count"])
+    f["venue_count"] = num["venue_count"]
+    f["asset_count"] = num["asset_count"]
+    f["position_share"] = num.get("position_share", 0.0)
+    f["busiest_hour_share"] = _ratio(num["peak_hour"], num["notional"])
+    # a zero baseline means "no history": compare with 1 USD/h rather than divide by zero
+    f["baseline_deviation"] = num["peak_hour"] / num["baseline_hourly_notional"].clip(lower=1.0)
+    f["order_size_rel"] = num["order_size_rel"]
+    f["order_size_rel_max"] = num["order_size_rel_max"]
+    f["price_deviation_bps"] = _ratio(num["dev_sum"], num["notional"])
+    f["shared_network_accounts"] = num.get("shared_network_accounts", 0.0)
+    f = f[list(FEATURES)].astype("float64")
+    if with_activity:
+        f["first_ts"] = raw["first_ts"]
+        f["last_ts"] = raw["last_ts"]
+    return f

@@ -1,0 +1,217 @@
+"""MS014 ml_anomaly — accounts whose behaviour as a whole is an outlier, with the features that make it so.
+
+Not a pure Ibis expression: features are computed with Ibis on the tables' backend (DuckDB or PySpark), the
+detector is fitted in memory on one row per account, and the few flagged accounts go back to the backend
+for their evidence ids. :meth:`MLAnomaly.candidates` returns those rows as an in-memory Ibis table with
+:data:`CANDIDATE_COLUMNS`, so the base contract holds; :meth:`MLAnomaly.run` finalises them with the
+detector's score threshold (the base would write the ``contamination`` param there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from market_surveillance.enums import Typology
+from market_surveillance.ml.detector import AnomalyDetector
+from market_surveillance.ml.explain import contributions, describe
+from market_surveillance.ml.features import FEATURES, HEAVY_TAILED, account_features, trade_legs
+from market_surveillance.rules.base import ALERT_SCHEMA, Params, Rule, finalize_alerts, param
+from market_surveillance.rules.registry import register
+from market_surveillance.schema import TS
+
+#: detectors selectable from the rules config (any ``pyod.models`` name works through the Python API)
+MODELS = ("iforest", "ecod", "copod", "hbos", "lof", "knn", "pca", "mcd", "ocsvm", "loda", "inne", "cblof")
+
+
+@dataclass(frozen=True)
+class MLAnomalyParams(Params):
+    contamination: float = param(
+        0.02, low=0.0, high=0.5, closed="right", doc="expected share of anomalous accounts (alert threshold)"
+    )
+    model: str = param("iforest", choices=MODELS, doc="detector: IsolationForest or a PyOD model name")
+    n_estimators: int = param(200, low=10, doc="trees of the IsolationForest (iforest only)")
+    top_features: int = param(3, low=1, doc="features named in each alert's explanation")
+    random_state: int = param(0, low=0, doc="seed of the detector (same seed, same scores)")
+    min_accounts: int = param(
+        20, low=2, doc="fewer accounts than this: no model is fitted (no population to learn norms from)"
+    )
+    max_evidence: int = param(20, low=1, doc="most recent trade ids and order ids kept per alert")
+
+
+def _detector(p: MLAnomalyParams) -> AnomalyDetector:
+    extra = {"n_estimators": p.n_estimators} if p.model == "iforest" else {}
+    return AnomalyDetector(
+        model=p.model,
+        contamination=p.contamination,
+        random_state=p.random_state,
+        log_features=list(HEAVY_TAILED),
+        **extra,
+    )
+
+
+def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame, float]:
+    """Features + score, anomaly flag, rank and explanation per account; and the score threshold."""
+    feats = account_features(t, with_activity=True)
+    X = feats[list(FEATURES)]
+    out = feats.copy()
+    if len(X) < p.min_accounts:
+        out["score"] = 0.0
+        out["is_anomaly"] = False
+        out["rank"] = np.arange(1, len(X) + 1)
+        out["top_features"] = ""
+        out["explanation"] = ""
+        return out, float("inf")
+    det = _detector(p).fit(X)
+    out["score"] = det.decision_scores_
+    out["is_anomaly"] = det.labels_.astype(bool)
+    # ties broken by account id (the index is sorted), so ranks are deterministic
+    order = np.lexsort((np.arange(len(X)), -det.decision_scores_))
+    rank = np.empty(len(X), dtype=int)
+    rank[order] = np.arange(1, len(X) + 1)
+    out["rank"] = rank
+    sentences, names = describe(X, contributions(det, X), top=p.top_features)
+    out["top_features"] = [", ".join(n) for n in names]
+    out["explanation"] = sentences
+    return out, det.threshold_
+
+
+def score_accounts(t: Mapping[str, ir.Table], params: MLAnomalyParams | None = None) -> pd.DataFrame:
+    """Every account's anomaly score, sorted by rank (1 = most anomalous).
+
+    Columns: ``account_id``, ``score`` (higher = more anomalous), ``is_anomaly``, ``rank``, ``top_features``,
+    ``explanation``, ``first_ts``, ``last_ts`` and the feature values of :data:`FEATURES`.
+    """
+    scored, _ = _score(t, params or MLAnomalyParams())
+    cols = ["score", "is_anomaly", "rank", "top_features", "explanation", "first_ts", "last_ts", *FEATURES]
+    return scored[cols].reset_index().sort_values("rank", kind="stable").reset_index(drop=True)
+
+
+def write_scores(scores: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``ml_scores.csv`` and ``ml_scores.parquet`` into ``out_dir``; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, parquet = out / "ml_scores.csv", out / "ml_scores.parquet"
+    scores.to_csv(csv, index=False)
+    scores.to_parquet(parquet, index=False)
+    return csv, parquet
+
+
+def _evidence(t: Mapping[str, ir.Table], ids: list[str], cap: int) -> tuple[dict[str, list], dict[str, list]]:
+    """The ``cap`` most recent trade ids and order ids of each account in ``ids``."""
+    legs = trade_legs(t["trades"])
+    legs = legs.filter(legs.account_id.isin(ids))
+    w = ibis.window(group_by=legs.account_id, order_by=[legs.ts_us.desc(), legs.trade_id.desc()])
+    legs = legs.mutate(rn=ibis.row_number().over(w))
+    legs = legs.filter(legs.rn < cap)
+    tr = legs.group_by("account_id").aggregate(ids=legs.trade_id.collect()).to_pyarrow().to_pylist()
+    o = t["orders"]
+    o = o.filter(o.account_id.isin(ids))
+    o = o.group_by(["account_id", "order_id"]).aggregate(last_us=o.ts_us.max())
+    wo = ibis.window(group_by=o.account_id, order_by=[o.last_us.desc(), o.order_id.desc()])
+    o = o.mutate(rn=ibis.row_number().over(wo))
+    o = o.filter(o.rn < cap)
+    od = o.group_by("account_id").aggregate(ids=o.order_id.collect()).to_pyarrow().to_pylist()
+    return {r["account_id"]: r["ids"] for r in tr}, {r["account_id"]: r["ids"] for r in od}
+
+
+@register
+class MLAnomaly(Rule):
+    """Behavioural anomaly (unsupervised ML over per-account features).
+
+    What it detects
+        Accounts whose combination of behaviours — message rate, cancel ratio and latency, counterparty
+        concentration, self-trading, timing, size versus the market, deviation from the stored baseline,
+        position share, shared devices — is an outlier in the day's population (IsolationForest by default).
+        Each alert names the features that isolate the account, with its value against the population median.
+    Why it is abusive
+        Manipulators who keep every single metric under its rule threshold still look unlike honest
+        participants on several at once; ranking them lets analysts find schemes no rule was written for
+        (EU MAR Art. 16 requires "effective arrangements" to detect suspicious orders and transactions).
+    Known false positives
+        Legitimately unusual participants: a new market maker, a fund rebalancing once, an account trading
+        a single illiquid asset. The score is relative to the day's population, so a quiet day makes
+        ordinary accounts stand out more; review the explanation before escalating.
+    """
+
+    rule_id = "MS014"
+    name = "ml_anomaly"
+    typology = Typology.BEHAVIOURAL_ANOMALY
+    regulatory_name = "EU MAR Art. 16(2): detection of suspicious orders and transactions"
+    metric = "anomaly_score"
+    threshold_param = "contamination"
+    Params = MLAnomalyParams
+    requires = ("trades", "orders", "accounts")
+    needs_trade_accounts = True
+
+    def __init__(self, params: Params | None = None, asset_params: Mapping[str, Params] | None = None):
+        if asset_params:
+            # the population is accounts, not assets: a per-asset threshold has no meaning here
+            raise ValueError(
+                "ml_anomaly scores accounts across all assets; per-asset params are not supported"
+            )
+        super().__init__(params, asset_params)
+
+    def _raw(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> pa.Table:
+        scored, threshold = _score(t, p)
+        flagged = scored[scored["is_anomaly"]].sort_values("rank", kind="stable")
+        if flagged.empty:
+            return pa.table(
+                {
+                    "asset": pa.array([], pa.string()),
+                    "venue": pa.array([], pa.string()),
+                    "accounts": pa.array([], pa.list_(pa.string())),
+                    "window_start": pa.array([], TS),
+                    "window_end": pa.array([], TS),
+                    "value": pa.array([], pa.float64()),
+                    "score": pa.array([], pa.float64()),
+                    "evidence_trade_ids": pa.array([], pa.list_(pa.string())),
+                    "evidence_order_ids": pa.array([], pa.list_(pa.string())),
+                    "explanation": pa.array([], pa.string()),
+                    "threshold": pa.array([], pa.float64()),
+                }
+            )
+        ids = [str(a) for a in flagged.index]
+        ev_t, ev_o = _evidence(t, ids, p.max_evidence + 1)
+        # an account with no trade or order (flagged on its position or network alone) gets the data's span
+        start = flagged["first_ts"].fillna(scored["first_ts"].min())
+        end = flagged["last_ts"].fillna(scored["last_ts"].max())
+        n = len(ids)
+        return pa.table(
+            {
+                "asset": pa.nulls(n, pa.string()),
+                "venue": pa.nulls(n, pa.string()),
+                "accounts": pa.array([[a] for a in ids], pa.list_(pa.string())),
+                "window_start": pa.array(pd.to_datetime(start, utc=True), TS),
+                "window_end": pa.array(pd.to_datetime(end, utc=True), TS),
+                "value": pa.array(flagged["score"].to_numpy(), pa.float64()),
+                "score": pa.array(flagged["score"].to_numpy(), pa.float64()),
+                "evidence_trade_ids": pa.array([ev_t.get(a, []) for a in ids], pa.list_(pa.string())),
+                "evidence_order_ids": pa.array([ev_o.get(a, []) for a in ids], pa.list_(pa.string())),
+                "explanation": pa.array(
+                    [
+                        f"rank {r} of {len(scored)}: {e}"
+                        for r, e in zip(flagged["rank"], flagged["explanation"], strict=True)
+                    ],
+                    pa.string(),
+                ),
+                "threshold": pa.array([threshold] * n, pa.float64()),
+            }
+        )
+
+    def candidates(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> ir.Table:
+        """The flagged accounts as an in-memory table with :data:`CANDIDATE_COLUMNS` (+ explanation)."""
+        return ibis.memtable(self._raw(t, p).drop_columns(["threshold"]))
+
+    def run(self, t: Mapping[str, ir.Table]) -> pa.Table:
+        raw = self._raw(t, self.params)
+        if raw.num_rows == 0:
+            return ALERT_SCHEMA.empty_table()
+        return finalize_alerts(self, raw)
