@@ -94,10 +94,14 @@ def inject(
                 resting = (
                     ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
                 )
+                resting = resting or counterparty(ctx, rng, px * qty)
+                aggressor = counterparty(ctx, rng, px * qty)
+                while aggressor == resting:  # two innocent parties, never an accidental self-trade
+                    aggressor = counterparty(ctx, rng, px * qty)
                 inj.cross(
                     t,
-                    resting or counterparty(ctx, rng, px * qty),
-                    counterparty(ctx, rng, px * qty),
+                    resting,
+                    aggressor,
                     random_side(rng),
                     px,
                     qty,
