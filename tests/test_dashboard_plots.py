@@ -190,3 +190,23 @@ def test_score_distribution_figure_text_explanation_is_annotated():
     fig = score_distribution_figure(scores, account_id="A1")
     assert _names(fig) == ["all accounts", "account A1"]
     assert any(a.text == "calm" for a in fig.layout.annotations)
+
+
+def test_score_distribution_figure_ml_scores_top_features_become_robust_z_bars():
+    # the shape written by market_surveillance.ml.write_scores: top_features names, an explanation sentence
+    scores = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2", "A3", "A4", "A5"],
+            "score": [0.1, 0.2, 0.3, 0.4, 0.9],
+            "top_features": ["", "", "", "", "msg_rate_peak, notional"],
+            "explanation": ["", "", "", "", "msg_rate_peak=50/min (median 2/min)"],
+            "msg_rate_peak": [1.0, 2.0, 2.0, 3.0, 50.0],
+            "notional": [10.0, 20.0, 30.0, 40.0, 30.0],
+        }
+    )
+    fig = score_distribution_figure(scores)
+    assert _names(fig) == ["all accounts", "account A5", "explanation"]
+    z = dict(zip(fig.data[2].y, fig.data[2].x, strict=True))
+    assert z["msg_rate_peak"] == pytest.approx((50 - 2) / 1.0)  # IQR of [1, 2, 2, 3, 50] is 1
+    assert z["notional"] == pytest.approx(0.0)
+    assert any("msg_rate_peak=50" in a.text for a in fig.layout.annotations)

@@ -348,12 +348,26 @@ _CONTRIB_PREFIXES = ("shap_", "contrib_")
 
 
 def _explanation_of(scores: pd.DataFrame, account_id: str) -> dict[str, float]:
-    cols = [c for c in scores.columns if c.startswith(_CONTRIB_PREFIXES)]
+    """Per-feature bars for one account: stored contributions, else the robust z-scores of its top features."""
     row = scores[scores["account_id"] == account_id]
-    if not cols or row.empty:
+    if row.empty:
         return {}
     r = row.iloc[0]
-    return {c.split("_", 1)[1]: float(r[c]) for c in cols if pd.notna(r[c])}
+    cols = [c for c in scores.columns if c.startswith(_CONTRIB_PREFIXES)]
+    if cols:
+        return {c.split("_", 1)[1]: float(r[c]) for c in cols if pd.notna(r[c])}
+    # ml_scores names the features that drove the score; show how far the account sits from the population
+    # on each, in IQR units around the median (what the sentence in ``explanation`` states in words)
+    named = r.get("top_features")
+    if not isinstance(named, str) or not named:
+        return {}
+    out = {}
+    for f in (n.strip() for n in named.split(",")):
+        if f in scores.columns and pd.api.types.is_numeric_dtype(scores[f]):
+            col = scores[f].astype(float)
+            iqr = float(col.quantile(0.75) - col.quantile(0.25)) or float(col.std()) or 1.0
+            out[f] = (float(r[f]) - float(col.median())) / iqr
+    return out
 
 
 def score_distribution_figure(
@@ -374,8 +388,10 @@ def score_distribution_figure(
     account_id
         Account to mark (default: the top-scoring one).
     explanation
-        Feature → contribution mapping, or a text explanation; default: the account's contribution columns,
-        else its ``explanation`` column.
+        Feature → contribution mapping, or a text explanation. Default: the account's ``shap_*``/``contrib_*``
+        columns, else — for ``ml_scores`` as written by :func:`market_surveillance.ml.write_scores` — the
+        robust z-scores (``(value - median) / IQR``) of the features named in its ``top_features``; the
+        ``explanation`` sentence, when present, is printed under the plot.
 
     Traces: ``all accounts`` (histogram), ``account <id>`` (marker on the score axis) and, when feature
     contributions are known, ``explanation`` (horizontal bars of the largest absolute contributions).
@@ -383,11 +399,17 @@ def score_distribution_figure(
     df = as_frame(scores)
     if account_id is None and len(df):
         account_id = str(df.sort_values(score_col, ascending=False).iloc[0]["account_id"])
+    sentence = None
+    if "explanation" in df.columns and account_id is not None:
+        row = df[df["account_id"] == account_id]
+        sentence = (
+            str(row.iloc[0]["explanation"]) if len(row) and pd.notna(row.iloc[0]["explanation"]) else None
+        )
+    from_z = explanation is None and not any(c.startswith(_CONTRIB_PREFIXES) for c in df.columns)
     if explanation is None and account_id is not None:
         explanation = _explanation_of(df, account_id)
-        if not explanation and "explanation" in df.columns:
-            row = df[df["account_id"] == account_id]
-            explanation = str(row.iloc[0]["explanation"]) if len(row) else None
+    if isinstance(explanation, str):
+        sentence, explanation = explanation, None
     bars = dict(explanation) if isinstance(explanation, Mapping) and explanation else None
     fig = make_subplots(
         rows=1,
@@ -430,9 +452,12 @@ def score_distribution_figure(
             1,
             2,
         )
-    elif isinstance(explanation, str) and explanation:
+    if sentence:
         fig.add_annotation(
-            text=explanation, xref="paper", yref="paper", x=0, y=1.12, showarrow=False, align="left"
+            text=sentence, xref="paper", yref="paper", x=0, y=-0.18, showarrow=False, align="left"
         )
+    if bars:
+        fig.update_xaxes(title_text="IQRs from the median" if from_z else "contribution", row=1, col=2)
+    fig.update_xaxes(title_text=score_col, row=1, col=1)
     fig.update_layout(title=title, showlegend=True, bargap=0.05)
     return fig
