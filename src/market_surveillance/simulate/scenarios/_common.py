@@ -87,14 +87,19 @@ def pick_slot(
 
     Scenarios that move an asset's price keep the default wide margin from other injections on the
     asset; per-account scenarios, which leave the market alone, pass :data:`ACCOUNT_MARGIN_US` so that
-    three instances of every typology fit in the part of the day after the rules' warm-up.
+    three instances of every typology fit in the part of the day after the rules' warm-up. When the
+    preferred assets are full, the other assets of the universe are tried; a pinned asset
+    (``assets=[x]``) is therefore a preference, not a guarantee.
     """
-    for i in rng.permutation(len(assets)):
-        try:
-            return assets[int(i)], ctx.free_slot(rng, assets[int(i)], int(duration_us), margin_us=margin_us)
-        except ValueError:
-            continue
-    raise ValueError(f"no free slot of {duration_us / US:.0f}s left on any of {list(assets)}")
+    others = [a.asset for a in ctx.universe.assets if a.asset not in assets]
+    # preferred assets first (random order), then any other asset rather than failing outright
+    for group in (list(assets), others):
+        for i in rng.permutation(len(group)):
+            try:
+                return group[int(i)], ctx.free_slot(rng, group[int(i)], int(duration_us), margin_us=margin_us)
+            except ValueError:
+                continue
+    raise ValueError(f"no free slot of {duration_us / US:.0f}s left on any asset")
 
 
 def counterparty(ctx: SimContext, rng: np.random.Generator, notional: float) -> str:

@@ -58,9 +58,9 @@ def inject(
         acct = ctx.accounts.add(Segment.INSTITUTIONAL, (target - opening) * spec.start_price / 24)
         ctx.opening_positions[(acct, a)] = ctx.opening_positions.get((acct, a), 0.0) + opening
         inj = Injection(ctx, Typology.POSITION_CONCENTRATION, a, None, [acct])
-        # evenly over the day with jitter; no slot reservation: these are ordinary-looking buys
-        slots = np.linspace(u.start_us + HOUR_US, u.end_us - HOUR_US, n)
-        times = np.sort(slots + rng.uniform(-0.4, 0.4, n) * (slots[1] - slots[0] if n > 1 else HOUR_US))
+        # one buy in each of n equal strata of the day: no slot reservation, no 2-h burst of notional
+        edges = np.linspace(u.start_us + HOUR_US // 2, u.end_us - HOUR_US // 2, n + 1)
+        times = edges[:-1] + rng.uniform(0, 1, n) * np.diff(edges)
         for t, qty in zip(times.astype(np.int64), bought, strict=True):
             v = pick(rng, u.venues)
             px = ctx.price(a, v, int(t))

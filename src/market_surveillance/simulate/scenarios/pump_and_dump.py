@@ -49,7 +49,9 @@ def inject(
     accumulate_trades: IntRange = (35, 60),
     accumulate_notional: Range = (1_000, 5_000),
     pump_pct: Range = (15, 60),
-    ramp_min: Range = (2, 8),
+    jump_s: Range = (10, 40),
+    jump_share: Range = (0.5, 0.8),
+    ramp_min: Range = (2, 6),
     hold_min: Range = (3, 10),
     decay_min: Range = (10, 25),
     rush_trades: IntRange = (30, 80),
@@ -68,8 +70,11 @@ def inject(
     accumulate_min, accumulate_trades, accumulate_notional
         The quiet accumulation right before the pump: buys at the fair price (they also give the
         price-move rule the ≥ 30 prior prints it needs in its 30-min window).
-    pump_pct, ramp_min, hold_min, decay_min
-        Market-wide price path shift: linear ramp to +pump_pct %, a plateau, a linear decay back.
+    pump_pct, jump_s, jump_share, ramp_min, hold_min, decay_min
+        Market-wide price path shift: a gap up to ``jump_share`` of +pump_pct % within ``jump_s``
+        seconds (the "signal" moment of a pump group), a linear climb to the full move by
+        ``ramp_min`` minutes, a plateau, a linear decay back. A slow smooth ramp would drag the
+        trailing mean along and hide the move from a z-score, which is not how these schemes look.
     rush_trades, crowd_share, crowd_notional
         Aggressive buys during the ramp and plateau; ``crowd_share`` of them come from innocent retail
         accounts (small tickets), the rest from the manipulators, all against market makers.
@@ -102,9 +107,12 @@ def inject(
         t_pump = start + acc
         pct = draw(rng, pump_pct) / 100
         g = u.grid_s * US
+        jump = max(int(draw(rng, jump_s) * US) // g, 1)
+        js = draw(rng, jump_share)
         factors = 1 + pct * np.concatenate(
             [
-                np.linspace(0, 1, max(ramp // g, 1)),
+                np.linspace(0, js, jump),
+                np.linspace(js, 1, max((ramp - jump * g) // g, 1)),
                 np.ones(max(hold // g, 1)),
                 np.linspace(1, 0, max(decay // g, 1)),
             ]
@@ -113,7 +121,9 @@ def inject(
 
         # 3. the rush: crowd and manipulators lift market makers' offers during ramp and plateau
         share = draw(rng, crowd_share)
-        rush = spaced_times(rng, t_pump, ramp + hold // 2, draw_int(rng, rush_trades), min_gap_us=2 * US)
+        rush = spaced_times(
+            rng, t_pump + jump * g, ramp - jump * g + hold // 2, draw_int(rng, rush_trades), min_gap_us=2 * US
+        )
         retail = ctx.crowd.get(Segment.RETAIL.value)
         for t in rush:
             if retail and rng.random() < share:
