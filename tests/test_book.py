@@ -234,3 +234,8 @@ def test_book_levels_random_sequences_equal_reference_replay(events, n_levels):
             assert r["imbalance"] is None
         else:
             assert math.isclose(r["imbalance"], (bid - ask) / (bid + ask))
+
+
+def test_book_levels_unaligned_start_samples_on_step_multiples_inside_window():
+    tab = book_levels(tb.orders(BOOK_EVENTS), every=1.0, start=tb.at(0.3), end=tb.at(2.9))
+    assert sorted({r["ts"] for r in tab.to_pylist()}) == [tb.at(1), tb.at(2)]

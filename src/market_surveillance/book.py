@@ -144,10 +144,10 @@ def _samples_sql(every_us: int | None, start_us: int | None, end_us: int | None)
         """
     first = "min(ts_us)" if start_us is None else str(int(start_us))
     last = "max(ts_us)" if end_us is None else str(int(end_us))
-    # a regular grid aligned on multiples of the step, spanning each venue/asset's activity
+    # a regular grid on multiples of the step, from the first multiple >= start to end
     return f"""
     SELECT venue, asset, unnest(generate_series(
-               ({first} // {every_us}) * {every_us}, {last}, {every_us})) AS sample_us
+               (({first} + {every_us} - 1) // {every_us}) * {every_us}, {last}, {every_us})) AS sample_us
     FROM steps_all GROUP BY venue, asset
     """
 
