@@ -15,7 +15,7 @@ from market_surveillance.rules.registry import register
 
 @dataclass(frozen=True)
 class SpoofingParams(Params):
-    size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median trade qty")
+    size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median new-order qty")
     min_notional: float = param(50_000.0, low=0.0, doc="minimum order notional, quote currency")
     max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
     opposite_window_s: float = param(60.0, low=0.0, doc="opposite-side trade within ± this many seconds")
@@ -27,7 +27,7 @@ class Spoofing(Rule):
     """Spoofing: large orders pulled within seconds while trading the other side.
 
     What it detects
-        A `new` order at least ``size_multiple`` times the asset's median trade size (and worth at least
+        A `new` order at least ``size_multiple`` times the asset's median new-order size (and worth at least
         ``min_notional``) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
         account trades the opposite side of the same asset within ± ``opposite_window_s``. One alert per
         account, asset and venue episode.
@@ -53,7 +53,9 @@ class Spoofing(Rule):
 
     def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
         tr = t["trades"]
-        med = tr.group_by("asset").aggregate(med_qty=tr.qty.median())
+        # "large" is relative to what the asset's order flow usually sizes (agreed semantics), not to prints
+        news = t["orders"].filter(t["orders"].event == "new")
+        med = news.group_by("asset").aggregate(med_qty=news.qty.median())
         life = order_lifecycle(t["orders"])
         life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
         life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
