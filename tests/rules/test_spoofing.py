@@ -14,13 +14,21 @@ BACKGROUND = [
     for i in range(40)
     for row in (
         {"ts": 10 * i, "order_id": f"bg{i}", "account_id": f"mm{i % 3}", "qty": 100.0},
-        {"ts": 10 * i + 30, "order_id": f"bg{i}", "account_id": f"mm{i % 3}", "event": "cancel", "qty": 100.0},
+        {
+            "ts": 10 * i + 30,
+            "order_id": f"bg{i}",
+            "account_id": f"mm{i % 3}",
+            "event": "cancel",
+            "qty": 100.0,
+        },
     )
 ]
 BG_TRADES = [{"ts": 5 + 10 * i, "buyer_id": f"t{i % 4}", "seller_id": f"mm{i % 3}"} for i in range(30)]
 
 
-def _spoof(ts: float, qty: float = 1_000.0, life: float = 2.0, oid: str = "sp1", side: str = "buy") -> list[dict]:
+def _spoof(
+    ts: float, qty: float = 1_000.0, life: float = 2.0, oid: str = "sp1", side: str = "buy"
+) -> list[dict]:
     return [
         {"ts": ts, "order_id": oid, "account_id": "s", "side": side, "qty": qty},
         {"ts": ts + life, "order_id": oid, "account_id": "s", "side": side, "event": "cancel", "qty": qty},
@@ -46,7 +54,7 @@ def _run(order_rows, trade_rows, params=None):
 def test_spoofing_injected_found_with_expected_entity_and_window():
     # two spoofs 100 s apart (one episode, gap 300 s), each with a genuine sell within 60 s
     od = BACKGROUND + _spoof(500) + _spoof(600, oid="sp2")
-    tr = BG_TRADES + [_genuine(510), _genuine(640)]
+    tr = [*BG_TRADES, _genuine(510), _genuine(640)]
     out = _run(od, tr)
     assert out.num_rows == 1
     row = out.to_pylist()[0]
@@ -63,12 +71,12 @@ def test_spoofing_clean_background_no_alert():
 
 def test_spoofing_large_cancel_without_opposite_trade_no_alert():
     # same-side trade only, and an opposite trade 61 s away: neither is trading the other side within 60 s
-    tr = BG_TRADES + [_genuine(510, side="buy"), _genuine(561)]
+    tr = [*BG_TRADES, _genuine(510, side="buy"), _genuine(561)]
     assert _run(BACKGROUND + _spoof(500), tr).num_rows == 0
 
 
 def test_spoofing_just_under_thresholds_no_alert():
-    tr = BG_TRADES + [_genuine(510)]
+    tr = [*BG_TRADES, _genuine(510)]
     assert _run(BACKGROUND + _spoof(500, qty=990.0), tr).num_rows == 0  # 9.9× the median
     assert _run(BACKGROUND + _spoof(500, life=5.5), tr).num_rows == 0  # lived longer than 5 s
     assert _run(BACKGROUND + _spoof(500, life=5.0), tr).num_rows == 1  # boundary is inclusive
@@ -79,12 +87,12 @@ def test_spoofing_just_under_thresholds_no_alert():
 def test_spoofing_partially_filled_order_no_alert():
     od = BACKGROUND + _spoof(500)
     od.insert(-1, {"ts": 501, "order_id": "sp1", "account_id": "s", "event": "fill", "qty": 1.0})
-    assert _run(od, BG_TRADES + [_genuine(510)]).num_rows == 0
+    assert _run(od, [*BG_TRADES, _genuine(510)]).num_rows == 0
 
 
 def test_spoofing_sensitive_vs_non_sensitive_params():
     od = BACKGROUND + _spoof(500, qty=1_500.0, life=4.0)
-    tr = BG_TRADES + [_genuine(545)]
+    tr = [*BG_TRADES, _genuine(545)]
     sensitive = SpoofingParams(size_multiple=10.0, max_lifetime_s=5.0, opposite_window_s=60.0)
     strict = SpoofingParams(size_multiple=20.0, max_lifetime_s=3.0, opposite_window_s=30.0)
     assert _run(od, tr, sensitive).num_rows == 1
@@ -93,7 +101,7 @@ def test_spoofing_sensitive_vs_non_sensitive_params():
 
 def test_spoofing_episodes_split_by_gap():
     od = BACKGROUND + _spoof(500) + _spoof(1_000, oid="sp2")
-    tr = BG_TRADES + [_genuine(510), _genuine(1_010)]
+    tr = [*BG_TRADES, _genuine(510), _genuine(1010)]
     assert _run(od, tr).num_rows == 2
     assert _run(od, tr, SpoofingParams(episode_gap_s=600)).num_rows == 1
 
@@ -102,7 +110,7 @@ def test_spoofing_episodes_split_by_gap():
 @given(st.randoms(use_true_random=False))
 def test_spoofing_invariant_to_row_order(rnd):
     od = BACKGROUND + _spoof(500) + _spoof(1_000, oid="sp2")
-    tr = BG_TRADES + [_genuine(510), _genuine(1_010)]
+    tr = [*BG_TRADES, _genuine(510), _genuine(1010)]
     expected = _run(od, tr)
     od2, tr2 = list(od), list(tr)
     rnd.shuffle(od2)
