@@ -32,6 +32,13 @@ class CaseStatus(StrEnum):
     CLOSED_REPORTED = "closed_reported"
 
 
+class CasePriority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
 class Typology(StrEnum):
     """Manipulation typologies; each injected scenario carries exactly one."""
 

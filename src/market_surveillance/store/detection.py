@@ -1,0 +1,72 @@
+"""Recording a detection result (``pipeline.DetectResult``) in the store, plus the CSV snapshot."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from market_surveillance.store.core import Store
+
+if TYPE_CHECKING:
+    from market_surveillance.pipeline import DetectResult
+
+
+def config_hash(config_path: str | Path | None) -> str:
+    """sha256 of the rules config file's bytes, or of ``b"defaults"`` when no file was given."""
+    data = Path(config_path).read_bytes() if config_path is not None else b"defaults"
+    return hashlib.sha256(data).hexdigest()
+
+
+def rule_versions(config_path: str | Path | None) -> dict[str, Any]:
+    """``{rule_id: {name, params, asset_params}}`` for every rule the config enables."""
+    from market_surveillance.rules.config import build_rules, load_config
+
+    rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
+    return {
+        r.rule_id: {
+            "name": r.name,
+            "params": r.params.as_dict(),
+            "asset_params": {asset: p.as_dict() for asset, p in sorted(r.asset_params.items())},
+        }
+        for r in rules
+    }
+
+
+def record_detection(
+    db_url: str | None,
+    result: DetectResult,
+    *,
+    data_source: str,
+    config_path: Path | None,
+    csv_snapshot: Path | None = Path("data/alerts.csv"),
+) -> str:
+    """Store a detection result as one run (alerts upserted) and refresh the CSV snapshot; return the run_id.
+
+    ``db_url`` None means ``sqlite:///data/alerts.sqlite``. The snapshot holds every alert in the store,
+    not only this run's, and is written after the run is committed.
+    """
+    rule_runs = [
+        {
+            "rule_id": r.rule_id,
+            "name": r.name,
+            "typology": r.typology,
+            "status": r.status,
+            "reason": r.reason,
+            "alerts": r.alerts,
+            "seconds": round(r.seconds, 4),
+        }
+        for r in result.runs
+    ]
+    with Store.open(db_url) as store:
+        run_id = store.record_run(
+            result.alerts,
+            data_source=data_source,
+            config_hash=config_hash(config_path),
+            rule_versions=rule_versions(config_path),
+            rule_runs=rule_runs,
+            input_counts=result.input_counts,
+        )
+        if csv_snapshot is not None:
+            store.write_snapshot(csv_snapshot)
+    return run_id
