@@ -26,6 +26,9 @@ class FrontRunningParams(Params):
     )
     min_large_notional: float = param(100_000.0, low=0.0, doc="large print: minimum notional")
     min_profit_bps: float = param(25.0, low=0.0, doc="exit vs entry price, basis points")
+    min_entry_notional: float = param(5_000.0, low=0.0, doc="entry (taken ahead of the print) notional at least")
+    min_exit_share: float = param(0.5, low=0.0, high=1.0, doc="exit qty at least this share of the entry qty")
+    same_venue_entry: bool = param(True, doc="the entry is on the venue of the large print (where the flow lands)")
     episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
 
 
@@ -37,7 +40,9 @@ class FrontRunning(Rule):
         An account that trades aggressively in one direction at most ``lead_s`` seconds before another account's large
         aggressive trade in the same direction on the same asset (notional ≥ ``large_multiple`` × the asset's
         median and ≥ ``min_large_notional``), then trades the opposite direction within ``exit_s`` seconds after
-        it, with a volume-weighted exit at least ``min_profit_bps`` better than its volume-weighted entry.
+        it, with a volume-weighted exit at least ``min_profit_bps`` better than its volume-weighted entry. The
+        entry is worth at least ``min_entry_notional``, is on the print's venue (``same_venue_entry``: the
+        front-runner trades where the known flow will land) and the exit closes at least ``min_exit_share`` of it.
     Why it is abusive
         Knowing a large order is coming (client flow, leaked information) and trading ahead of it exploits
         non-public information about the order. EU MAR Art. 7(1)(d) inside information on pending orders and
@@ -69,6 +74,7 @@ class FrontRunning(Rule):
             big_id=big.trade_id,
             asset=big.asset,
             big_us=big.ts_us,
+            big_venue=big.venue,
             big_ts=big.ts,
             d=big.aggressor,
             big_acct=ibis.ifelse(big.aggressor == "buy", big.buyer_id, big.seller_id),
@@ -87,6 +93,8 @@ class FrontRunning(Rule):
         legs = legs.filter(legs.account_id != legs.big_acct)
         # entering ahead means taking liquidity: a maker filled passively before the print is not front-running
         is_entry = (legs.side == legs.d) & (legs.ts_us < legs.big_us) & legs.aggressive
+        if p.same_venue_entry:
+            is_entry = is_entry & (legs.venue == legs.big_venue)
         is_exit = (legs.side != legs.d) & (legs.ts_us > legs.big_us)
         legs = legs.filter(is_entry | is_exit).mutate(entry=is_entry)
         pq = legs.price * legs.qty
@@ -99,7 +107,13 @@ class FrontRunning(Rule):
             last=legs.ts.max(),
             trade_ids=legs.trade_id.collect(),
         )
-        g = g.filter(g.entry_q.notnull() & g.exit_q.notnull())
+        # a position taken ahead of the print and (mostly) closed after it: a round trip of some size
+        g = g.filter(
+            g.entry_q.notnull()
+            & g.exit_q.notnull()
+            & (g.entry_pq >= p.min_entry_notional)
+            & (g.exit_q >= g.entry_q * p.min_exit_share)
+        )
         entry_px = g.entry_pq / g.entry_q
         exit_px = g.exit_pq / g.exit_q
         sign = ibis.ifelse(g.d == "buy", 1.0, -1.0)
