@@ -238,7 +238,8 @@ class AnomalyDetector:
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Outlier scores of new samples (higher = more anomalous), on the scale of ``decision_scores_``."""
-        return np.asarray(self.model_.decision_function(self.transform(X)), dtype="float64")
+        Z = self.transform(X)
+        return np.asarray(self.model_.decision_function(Z), dtype="float64")
 
     def predict(self, X: Any) -> np.ndarray:
         """1 for samples scoring above ``threshold_``, else 0."""

@@ -110,7 +110,7 @@ def _evidence(t: Mapping[str, ir.Table], ids: list[str], cap: int) -> tuple[dict
     legs = legs.filter(legs.account_id.isin(ids))
     w = ibis.window(group_by=legs.account_id, order_by=[legs.ts_us.desc(), legs.trade_id.desc()])
     legs = legs.mutate(rn=ibis.row_number().over(w))
-    legs = legs.filter(legs.rn < cap)
+    legs = legs.filter(legs.rn < cap)  # row_number is 0-based
     tr = legs.group_by("account_id").aggregate(ids=legs.trade_id.collect()).to_pyarrow().to_pylist()
     o = t["orders"]
     o = o.filter(o.account_id.isin(ids))
@@ -179,7 +179,7 @@ class MLAnomaly(Rule):
                 }
             )
         ids = [str(a) for a in flagged.index]
-        ev_t, ev_o = _evidence(t, ids, p.max_evidence + 1)
+        ev_t, ev_o = _evidence(t, ids, p.max_evidence)
         # an account with no trade or order (flagged on its position or network alone) gets the data's span
         start = flagged["first_ts"].fillna(scored["first_ts"].min())
         end = flagged["last_ts"].fillna(scored["last_ts"].max())
