@@ -416,6 +416,8 @@ class SimContext:
     reserved: list[tuple[str, int, int]] = field(default_factory=list)
     # (account_id, asset) -> base units held before the simulated period (positions = opening + trades)
     opening_positions: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (asset, venue) -> market makers quoting that book; scenarios hand large tickets to these
+    makers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def rng(self, component: str) -> np.random.Generator:
         """An RNG of its own for one named component (ABIDES style: master seed → one RNG each)."""
