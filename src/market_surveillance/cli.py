@@ -154,5 +154,10 @@ def evaluate(
     card.print(console)
 
 
+from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(cases_app, name="cases")
+
 if __name__ == "__main__":
     app()
