@@ -16,10 +16,14 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -158,3 +162,53 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'alerts.sqlite'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def fake_alerts(n: int, start: int = 0, *, rule_id: str = "MS001", rule_name: str = "self_trade") -> pa.Table:
+    """``n`` alerts in ``rules.base.ALERT_SCHEMA`` with deterministic ids ``<rule_id>-<i>`` for i in
+    ``[start, start + n)``: alternating assets, one-minute windows, list columns filled."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from market_surveillance.rules.base import ALERT_SCHEMA
+
+    idx = range(start, start + n)
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    return pa.table(
+        {
+            "alert_id": [f"{rule_id}-{i:06d}" for i in idx],
+            "rule_id": [rule_id] * n,
+            "rule_name": [rule_name] * n,
+            "typology": ["wash_trading"] * n,
+            "asset": ["BTC-USD" if i % 2 else "ETH-USD" for i in idx],
+            "venue": ["alpha"] * n,
+            "accounts": [[f"acc{i % 7}", f"acc{(i + 1) % 7}"] for i in idx],
+            "window_start": [t0 + dt.timedelta(minutes=i) for i in idx],
+            "window_end": [t0 + dt.timedelta(minutes=i + 1) for i in idx],
+            "score": [float(i % 10) for i in idx],
+            "metric": ["self_trade_notional"] * n,
+            "value": [float(i) for i in idx],
+            "threshold": [1.0] * n,
+            "evidence_trade_ids": [[f"T{i}", f"T{i + 1}"] for i in idx],
+            "evidence_order_ids": [[] for _ in idx],
+            "explanation": [f"alert {i}" for i in idx],
+        },
+        schema=ALERT_SCHEMA,
+    )
+
+
+@pytest.fixture
+def make_alerts() -> Callable[..., pa.Table]:
+    """:func:`fake_alerts`, as a fixture (test modules do not import conftest)."""
+    return fake_alerts
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the demo pipeline (seed 7, small scale), shared by tests that read its outputs."""
+    from market_surveillance.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    run_demo(out)
+    return out
