@@ -29,8 +29,8 @@ class Layering(Rule):
     What it detects
         On one account, asset, venue and side: at the moment an order is placed, at least ``min_levels``
         orders (itself included) are live together at distinct prices that step strictly in one direction in
-        placement order, each placed within ``window_s`` before that moment, never filled and cancelled within
-        ``window_s`` of its placement.
+        placement order, never filled, and the whole ladder is placed and cancelled within ``window_s`` (first
+        placement to last cancel).
     Why it is abusive
         A stepped ladder of orders that are never meant to trade builds false depth on one side of the book,
         moving the price toward the account's genuine order on the other side. EU MAR Annex II 3(c)
@@ -95,6 +95,7 @@ class Layering(Rule):
             m_us=c.ts_us,
             m_ts=c.ts,
             m_cancel_ts=c.cancel_ts,
+            m_cancel_us=c.cancel_us,
         )
         w = ibis.window(group_by=j.anchor, order_by=[j.m_us, j.member])
         step = (j.m_price - j.m_price.lag().over(w)).sign()
@@ -106,11 +107,14 @@ class Layering(Rule):
             down=j.step.max(),
             start=j.m_ts.min(),
             end=j.m_cancel_ts.max(),
+            span_us=j.m_cancel_us.max() - j.m_us.min(),
             members=j.member.collect(),
         )
         ladders = ladders.filter(
             (ladders.levels >= p.min_levels)
             & (ladders.levels == ladders.n)
+            # the ladder as a whole is placed and cancelled inside the window (agreed semantics)
+            & (ladders.span_us <= win)
             & (((ladders.up == 1) & (ladders.down == 1)) | ((ladders.up == -1) & (ladders.down == -1)))
         ).rename(ts_us="anchor_us")
         ladders = with_episodes(ladders, ["account_id", "asset", "venue"], p.episode_gap_s, tiebreak="anchor")
