@@ -27,7 +27,9 @@ def build_run(out: Path, *, seed: int = 3, trades: int = 3000) -> str:
     except ImportError:  # store not available: the notebook falls back to alerts.parquet
         pass
     else:
-        record_detection(db_url, result, data_source=str(out), config_path=None)
+        record_detection(
+            db_url, result, data_source=str(out), config_path=None, csv_snapshot=out / "alerts.csv"
+        )
     try:
         from market_surveillance.io.canonical import open_dir
         from market_surveillance.ml import score_accounts, write_scores
@@ -88,6 +90,20 @@ def test_dashboard_notebook_fresh_run_shows_three_plots_for_an_alert_with_eviden
     assert "evidence trades" in price and len(price) >= 2
     assert volume[:2] == ["buy aggressor", "sell aggressor"] and "evidence trades" in volume
     assert any(n.startswith("imbalance ") for n in book)
+
+
+def test_dashboard_notebook_fresh_run_shows_ml_scores_and_triage_widget(executed):
+    nb, _ = executed
+    figs = _figures(nb)
+    ml = next(names for t, names in figs.items() if t.startswith("ML anomaly scores"))
+    assert ml[0] == "all accounts"
+    widgets = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widgets, "the triage widget was not displayed"
 
 
 def test_dashboard_notebook_fresh_run_reads_the_configured_folder(executed):

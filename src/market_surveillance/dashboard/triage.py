@@ -1,12 +1,15 @@
 """Case triage widget (ipywidgets) over the alert and case store.
 
-Every action — open a case from selected alerts, assign, comment, change status, close — is one call to the
-store API, which validates it and writes the audit row. The widget keeps no case state of its own beyond
-*which* case is shown: after each action it re-reads the case and its history from the store, so what the
-analyst sees is what the store holds (and what another analyst sees).
+Every action — open a case from selected alerts, assign, comment, change status, close — is one call to
+:class:`market_surveillance.store.Store`, which validates it (workflow transitions, closing needs a reason)
+and writes the audit row. The widget holds no case or alert state of its own beyond *which* case is on
+screen: the alert list is re-read from the store whenever the filters change or an action succeeds, and the
+case panel (case + audit history) is re-read after every action, so what the analyst sees is what the store
+holds — and what any other analyst sees.
 
-The handlers (``on_open_case``, ``on_assign``, ``on_comment``, ``on_set_status``, ``on_close``,
-``on_filter``) take the clicked button as their only argument and may be called directly (tests do).
+The handlers (``on_filter``, ``on_open_case``, ``on_pick_case``, ``on_assign``, ``on_comment``,
+``on_set_status``, ``on_close``) take the triggering event as their only argument and may be called directly
+(the tests do).
 """
 
 from __future__ import annotations
@@ -18,24 +21,18 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
-from market_surveillance.dashboard.plots import as_frame
-from market_surveillance.enums import CaseStatus
+from market_surveillance.enums import CasePriority, CaseStatus
 
 __all__ = ["TriageWidget"]
 
 ALL = "(all)"
-_CLOSED = tuple(s.value for s in CaseStatus if s.value.startswith("closed"))
-_OPEN = tuple(s.value for s in CaseStatus if not s.value.startswith("closed"))
+NEW = "new"  # status filter: alerts in no case yet (the store's NEW)
+_CLOSE_AS = ("false_positive", "reported")
+_ACTIVE = tuple(s.value for s in CaseStatus if not s.value.startswith("closed"))
 
 
 def _options(values: pd.Series) -> list[str]:
     return [ALL, *sorted({str(v) for v in values.dropna()})]
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 class TriageWidget:
@@ -44,178 +41,252 @@ class TriageWidget:
     Parameters
     ----------
     store
-        A :class:`market_surveillance.store.Store` (every action goes through it).
-    alerts
-        Alerts to triage (``ALERT_SCHEMA``); default: ``store.alerts()``.
+        A :class:`market_surveillance.store.Store`; every read and write goes through it.
     actor
-        Who acts, recorded in every audit row.
+        Who acts, recorded in every audit row (editable in the widget).
+
+    Attributes
+    ----------
+    case_id
+        The case on screen (None until one is opened or picked).
+    widget
+        The ipywidgets container (the object itself displays it in a notebook).
     """
 
-    def __init__(self, store: Any, alerts: Any | None = None, *, actor: str = "analyst"):
+    def __init__(self, store: Any, *, actor: str = "analyst"):
         self.store = store
         self.case_id: str | None = None
-        self.alerts = as_frame(alerts if alerts is not None else store.alerts()).reset_index(drop=True)
-        lay = w.Layout(width="auto")
+        everything = store.alerts().to_pandas()
+        wide = w.Layout(width="95%")
         self.actor = w.Text(value=actor, description="actor")
-        self.rule = w.Dropdown(
-            options=_options(self.alerts.get("rule_name", pd.Series())), description="rule"
+        self.rule = w.Dropdown(options=_options(everything["rule_name"]), description="rule")
+        self.typology = w.Dropdown(options=_options(everything["typology"]), description="typology")
+        self.asset = w.Dropdown(options=_options(everything["asset"]), description="asset")
+        self.alert_status = w.Dropdown(
+            options=[ALL, NEW, *(s.value for s in CaseStatus)], description="in case"
         )
-        self.typology = w.Dropdown(
-            options=_options(self.alerts.get("typology", pd.Series())), description="typology"
-        )
-        self.asset = w.Dropdown(options=_options(self.alerts.get("asset", pd.Series())), description="asset")
         self.min_score = w.FloatText(value=0.0, description="min score")
-        self.selection = w.SelectMultiple(
-            options=[], rows=10, description="alerts", layout=w.Layout(width="95%")
+        self.selection = w.SelectMultiple(options=[], rows=10, description="alerts", layout=wide)
+        self.title = w.Text(placeholder="case title", description="title", layout=w.Layout(width="60%"))
+        self.priority = w.Dropdown(
+            options=[p.value for p in CasePriority], value=CasePriority.MEDIUM.value, description="priority"
         )
-        self.title = w.Text(placeholder="case title", description="title", layout=lay)
         self.open_button = w.Button(description="Open case", button_style="primary")
+        self.case_pick = w.Dropdown(options=[], description="case")
         self.assignee = w.Text(placeholder="analyst id", description="assignee")
         self.assign_button = w.Button(description="Assign")
-        self.comment_text = w.Textarea(placeholder="comment", description="comment", layout=lay)
+        self.comment_text = w.Textarea(
+            placeholder="comment (also the reason recorded with a status change; required to close)",
+            description="comment",
+            layout=w.Layout(width="60%"),
+        )
         self.comment_button = w.Button(description="Comment")
-        self.status = w.Dropdown(options=_OPEN, description="status")
+        self.status = w.Dropdown(options=_ACTIVE, description="status")
         self.status_button = w.Button(description="Set status")
-        self.resolution = w.Dropdown(options=_CLOSED, description="resolution")
+        self.resolution = w.Dropdown(options=_CLOSE_AS, description="close as")
         self.close_button = w.Button(description="Close case", button_style="warning")
         self.message = w.HTML()
         self.case_view = w.HTML()
-        for control in (self.rule, self.typology, self.asset, self.min_score):
+
+        for control in (self.rule, self.typology, self.asset, self.alert_status, self.min_score):
             control.observe(self.on_filter, names="value")
-        handlers: list[tuple[w.Button, Callable[[Any], None]]] = [
+        self.case_pick.observe(self.on_pick_case, names="value")
+        buttons: list[tuple[w.Button, Callable[[Any], None]]] = [
             (self.open_button, self.on_open_case),
             (self.assign_button, self.on_assign),
             (self.comment_button, self.on_comment),
             (self.status_button, self.on_set_status),
             (self.close_button, self.on_close),
         ]
-        for button, handler in handlers:
+        for button, handler in buttons:
             button.on_click(handler)
         self.widget = w.VBox(
             [
-                w.HTML("<b>Alerts</b>"),
-                w.HBox([self.rule, self.typology]),
-                w.HBox([self.asset, self.min_score, self.actor]),
+                w.HTML("<b>Alerts</b> (from the store)"),
+                w.HBox([self.rule, self.typology, self.asset]),
+                w.HBox([self.alert_status, self.min_score, self.actor]),
                 self.selection,
-                w.HBox([self.title, self.open_button]),
+                w.HBox([self.title, self.priority, self.open_button]),
                 w.HTML("<b>Case</b>"),
+                self.case_pick,
                 w.HBox([self.assignee, self.assign_button]),
                 w.HBox([self.comment_text, self.comment_button]),
-                w.HBox([self.status, self.status_button]),
-                w.HBox([self.resolution, self.close_button]),
+                w.HBox([self.status, self.status_button, self.resolution, self.close_button]),
                 self.message,
                 self.case_view,
             ]
         )
         self.on_filter()
+        self._refresh_cases()
 
-    # -- display -------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.widget)
 
+    # -- reads -----------------------------------------------------------------------------------
     def filtered(self) -> pd.DataFrame:
-        """The alerts passing the current filters, highest score first."""
-        a = self.alerts
-        keep = pd.Series(True, index=a.index)
-        for col, control in (("rule_name", self.rule), ("typology", self.typology), ("asset", self.asset)):
-            if control.value != ALL:
-                keep &= a[col].astype(str) == control.value
-        if len(a):
-            keep &= a["score"] >= float(self.min_score.value or 0.0)
-        return a[keep].sort_values(["score", "alert_id"], ascending=[False, True], kind="stable")
+        """Alerts passing the filters, read from the store now, highest score first.
+
+        Rule, asset and case status are store-side filters; typology and minimum score apply to the result.
+        """
+        kw: dict[str, Any] = {}
+        if self.rule.value != ALL:
+            kw["rule"] = self.rule.value
+        if self.asset.value != ALL:
+            kw["asset"] = self.asset.value
+        if self.alert_status.value != ALL:
+            kw["status"] = self.alert_status.value
+        a = self.store.alerts(**kw).to_pandas()
+        if self.typology.value != ALL:
+            a = a[a["typology"] == self.typology.value]
+        a = a[a["score"] >= float(self.min_score.value or 0.0)]
+        return a.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable")
 
     def on_filter(self, change: Any = None) -> None:
-        """Refresh the alert list from the filters (keeps still-visible selections)."""
+        """Re-read the alert list from the store (selections still listed are kept)."""
         rows = self.filtered()
         keep = set(self.selection.value)
-        self.selection.options = [
-            (
-                f"{r.alert_id[:10]} {r.rule_name} {r.asset or '-'} {r.venue or '-'} "
-                f"{pd.Timestamp(r.window_start):%m-%d %H:%M:%S} score={r.score:.3g}",
-                r.alert_id,
+        options = []
+        for r in rows.itertuples():
+            cases = f" [{', '.join(r.case_ids)}]" if r.case_ids is not None and len(r.case_ids) else ""
+            label = (
+                f"{r.alert_id[:10]} {r.rule_name} {r.asset or '-'}@{r.venue or '-'} "
+                f"{pd.Timestamp(r.window_start):%m-%d %H:%M:%S} score={r.score:.3g}{cases}"
             )
-            for r in rows.itertuples()
-        ]
-        self.selection.value = tuple(v for _, v in self.selection.options if v in keep)
+            options.append((label, r.alert_id))
+        self.selection.options = options
+        self.selection.value = tuple(v for _, v in options if v in keep)
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        color = "#b00" if error else "#060"
-        self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+    def _refresh_cases(self) -> None:
+        cases = self.store.cases()
+        options = [(f"{c.case_id} {c.status} {c.title[:40]}", c.case_id) for c in cases]
+        self.case_pick.unobserve(self.on_pick_case, names="value")
+        self.case_pick.options = options
+        self.case_pick.value = self.case_id if self.case_id in {c.case_id for c in cases} else None
+        self.case_pick.observe(self.on_pick_case, names="value")
 
-    def _act(self, what: str, call: Callable[[], Any]) -> Any:
-        """Run one store call; a refused action is shown to the analyst instead of raising in the callback."""
-        try:
-            result = call()
-        except Exception as exc:  # the store's validation errors are the message the analyst needs
-            self._say(f"{what} failed: {exc}", error=True)
-            return None
-        self._say(f"{what}: done")
-        self.refresh_case()
-        return result
-
-    def _need_case(self) -> bool:
-        if self.case_id is None:
-            self._say("open a case first", error=True)
-            return False
-        return True
-
-    # -- actions (each is one store call) ------------------------------------------------------
-    def on_open_case(self, button: Any = None) -> None:
-        alert_ids = list(self.selection.value)
-        if not alert_ids:
-            self._say("select at least one alert", error=True)
-            return
-        title = self.title.value.strip() or f"{len(alert_ids)} alert(s): {alert_ids[0][:10]}"
-        case = self._act("open case", lambda: self.store.open_case(title, alert_ids, actor=self.actor.value))
-        if case is not None:
-            self.case_id = str(_get(case, "case_id", case))
-            self.refresh_case()
-
-    def on_assign(self, button: Any = None) -> None:
-        if self._need_case():
-            self._act(
-                "assign",
-                lambda: self.store.assign(self.case_id, self.assignee.value.strip(), actor=self.actor.value),
-            )
-
-    def on_comment(self, button: Any = None) -> None:
-        if self._need_case():
-            text = self.comment_text.value.strip()
-            if not text:
-                self._say("write a comment first", error=True)
-                return
-            if self._act("comment", lambda: self.store.comment(self.case_id, text, actor=self.actor.value)):
-                self.comment_text.value = ""
-
-    def on_set_status(self, button: Any = None) -> None:
-        if self._need_case():
-            self._act(
-                f"status → {self.status.value}",
-                lambda: self.store.set_status(self.case_id, self.status.value, actor=self.actor.value),
-            )
-
-    def on_close(self, button: Any = None) -> None:
-        if self._need_case():
-            self._act(
-                f"close ({self.resolution.value})",
-                lambda: self.store.close(self.case_id, self.resolution.value, actor=self.actor.value),
-            )
-
-    # -- view of the store ---------------------------------------------------------------------
     def refresh_case(self) -> None:
-        """Re-read the shown case and its audit history from the store."""
+        """Re-read the case on screen and its audit history from the store."""
         if self.case_id is None:
             self.case_view.value = ""
             return
         case = self.store.case(self.case_id)
-        history = as_frame(self.store.history(self.case_id))
-        fields = ("case_id", "title", "status", "assignee", "alert_ids")
+        history = pd.DataFrame(
+            [
+                {
+                    "at": e.at,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "field": e.field,
+                    "old": e.old,
+                    "new": e.new,
+                    "comment": e.comment,
+                }
+                for e in self.store.history(self.case_id)
+            ]
+        )
         head = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(_get(case, k, '')))}</td></tr>"
-            for k in fields
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in (
+                ("case", case.case_id),
+                ("title", case.title),
+                ("status", case.status),
+                ("priority", case.priority),
+                ("assignee", case.assignee or "—"),
+                ("alerts", ", ".join(case.alert_ids)),
+            )
         )
-        self.case_view.value = f"<table>{head}</table><b>history</b>" + history.to_html(
-            index=False, max_rows=50, border=0, escape=True
+        self.case_view.value = f"<table>{head}</table><b>audit trail</b>" + history.to_html(
+            index=False, border=0, escape=True
         )
+
+    # -- actions: each is one store call ---------------------------------------------------------
+    def _say(self, text: str, *, error: bool = False) -> None:
+        color = "#b00" if error else "#060"
+        self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
+
+    def _act(self, what: str, call: Callable[[], Any]) -> bool:
+        """Run one store call; a refused action is shown to the analyst instead of raising in the callback."""
+        try:
+            call()
+        except Exception as exc:  # the store's validation message is what the analyst needs to read
+            self._say(f"{what} refused: {exc}", error=True)
+            return False
+        self._say(f"{what}: done")
+        self.refresh_case()
+        self._refresh_cases()
+        self.on_filter()
+        return True
+
+    def _need_case(self) -> bool:
+        if self.case_id is None:
+            self._say("open or pick a case first", error=True)
+        return self.case_id is not None
+
+    def _comment(self) -> str | None:
+        return self.comment_text.value.strip() or None
+
+    def on_open_case(self, event: Any = None) -> None:
+        """Open a case on the selected alerts (title defaults to the first alert)."""
+        alert_ids = list(self.selection.value)
+        if not alert_ids:
+            self._say("select at least one alert", error=True)
+            return
+        title = self.title.value.strip() or f"{len(alert_ids)} alert(s) from {alert_ids[0][:10]}"
+        opened: list[str] = []
+
+        def call() -> None:
+            opened.append(
+                self.store.open_case(
+                    title,
+                    alert_ids,
+                    self.actor.value,
+                    priority=self.priority.value,
+                    comment=self._comment(),
+                )
+            )
+            self.case_id = opened[0]
+
+        if self._act(f"open case on {len(alert_ids)} alert(s)", call):
+            self.title.value = self.comment_text.value = ""
+
+    def on_pick_case(self, change: Any = None) -> None:
+        """Show another stored case."""
+        self.case_id = self.case_pick.value
+        self.refresh_case()
+
+    def on_assign(self, event: Any = None) -> None:
+        if self._need_case():
+            case_id = self.case_id
+            self._act(
+                "assign",
+                lambda: self.store.assign(
+                    case_id, self.assignee.value.strip(), self.actor.value, self._comment()
+                ),
+            )
+
+    def on_comment(self, event: Any = None) -> None:
+        if self._need_case():
+            case_id, text = self.case_id, self.comment_text.value
+            if self._act("comment", lambda: self.store.comment(case_id, text, self.actor.value)):
+                self.comment_text.value = ""
+
+    def on_set_status(self, event: Any = None) -> None:
+        if self._need_case():
+            case_id, status = self.case_id, self.status.value
+            if self._act(
+                f"status → {status}",
+                lambda: self.store.set_status(case_id, status, self.actor.value, self._comment()),
+            ):
+                self.comment_text.value = ""
+
+    def on_close(self, event: Any = None) -> None:
+        """Close as false positive or reported; the comment box holds the (required) reason."""
+        if self._need_case():
+            case_id, resolution = self.case_id, self.resolution.value
+            if self._act(
+                f"close as {resolution}",
+                lambda: self.store.close(case_id, resolution, self.actor.value, self.comment_text.value),
+            ):
+                self.comment_text.value = ""

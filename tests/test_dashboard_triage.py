@@ -1,0 +1,151 @@
+"""Triage widget: its button handlers drive the store, and the store (not the widget) holds the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from market_surveillance import testing as tb
+from market_surveillance.dashboard.triage import NEW, TriageWidget
+from market_surveillance.pipeline import DetectResult
+from market_surveillance.rules.base import ALERT_SCHEMA
+from market_surveillance.store import Store, record_detection
+
+
+def _alert(alert_id: str, rule_name: str, asset: str, score: float, start: float) -> dict:
+    return {
+        "alert_id": alert_id,
+        "rule_id": {"self_trade": "MS001", "spoofing": "MS005"}[rule_name],
+        "rule_name": rule_name,
+        "typology": {"self_trade": "wash_trading", "spoofing": "spoofing"}[rule_name],
+        "asset": asset,
+        "venue": "EXA",
+        "accounts": ["A1"],
+        "window_start": tb.at(start),
+        "window_end": tb.at(start + 60),
+        "score": score,
+        "metric": "m",
+        "value": 2.0,
+        "threshold": 1.0,
+        "evidence_trade_ids": ["T1"],
+        "evidence_order_ids": [],
+        "explanation": None,
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    url = f"sqlite:///{tmp_path / 'alerts.sqlite'}"
+    alerts = pa.Table.from_pylist(
+        [
+            _alert("a-wash-1", "self_trade", "BTC-USD", 5.0, 0),
+            _alert("a-wash-2", "self_trade", "ETH-USD", 3.0, 600),
+            _alert("a-spoof-1", "spoofing", "BTC-USD", 9.0, 1200),
+        ],
+        schema=ALERT_SCHEMA,
+    )
+    record_detection(
+        url, DetectResult(alerts), data_source="test", config_path=None, csv_snapshot=tmp_path / "alerts.csv"
+    )
+    s = Store.open(url)
+    yield s
+    s.dispose()
+
+
+def _listed(widget: TriageWidget) -> list[str]:
+    return [v for _, v in widget.selection.options]
+
+
+def test_triage_widget_filters_read_alerts_from_store(store):
+    w = TriageWidget(store, actor="alice")
+    assert _listed(w) == ["a-spoof-1", "a-wash-1", "a-wash-2"]  # highest score first
+    w.rule.value = "self_trade"
+    assert _listed(w) == ["a-wash-1", "a-wash-2"]
+    w.asset.value = "ETH-USD"
+    assert _listed(w) == ["a-wash-2"]
+    w.rule.value, w.asset.value = "(all)", "(all)"
+    w.typology.value = "spoofing"
+    assert _listed(w) == ["a-spoof-1"]
+    w.typology.value = "(all)"
+    w.min_score.value = 4.0
+    assert _listed(w) == ["a-spoof-1", "a-wash-1"]
+
+
+def test_triage_widget_open_work_and_close_case_lands_in_store_with_audit_rows(store, tmp_path):
+    w = TriageWidget(store, actor="alice")
+    w.rule.value = "self_trade"
+    w.selection.value = ("a-wash-1", "a-wash-2")
+    w.title.value = "wash ring BTC/ETH"
+    w.on_open_case(w.open_button)
+    case_id = w.case_id
+    assert case_id is not None, w.message.value
+
+    w.assignee.value = "bob"
+    w.on_assign(w.assign_button)
+    w.comment_text.value = "same device on both accounts"
+    w.on_comment(w.comment_button)
+    w.status.value = "investigating"
+    w.on_set_status(w.status_button)
+    w.resolution.value = "reported"
+    w.comment_text.value = "STOR filed"
+    w.on_close(w.close_button)
+
+    # the store, reopened from disk, holds the outcome: the widget is not the source of truth
+    fresh = Store.open(store.url)
+    case = fresh.case(case_id)
+    assert case.status == "closed_reported"
+    assert case.assignee == "bob"
+    assert sorted(case.alert_ids) == ["a-wash-1", "a-wash-2"]
+    history = fresh.history(case_id)
+    actions = [e.action for e in history]
+    assert actions[0] == "open" and actions[-1] == "close"
+    assert {"assign", "comment", "status"} <= set(actions)
+    assert {e.actor for e in history} == {"alice"}
+    assert any(e.action == "comment" and e.comment == "same device on both accounts" for e in history)
+    assert history[-1].comment == "STOR filed" and history[-1].new == "closed_reported"
+    # alerts now in a case no longer appear under "new"
+    w.rule.value = "(all)"
+    w.alert_status.value = NEW
+    assert _listed(w) == ["a-spoof-1"]
+    # the widget shows what the store holds
+    assert "closed_reported" in w.case_view.value and "STOR filed" in w.case_view.value
+    fresh.dispose()
+
+
+def test_triage_widget_refused_action_is_shown_and_store_unchanged(store):
+    w = TriageWidget(store, actor="alice")
+    w.selection.value = ("a-spoof-1",)
+    w.on_open_case()
+    case_id = w.case_id
+    # closing without a reason is refused by the store; the callback must not raise
+    w.comment_text.value = ""
+    w.on_close()
+    assert "refused" in w.message.value
+    assert store.case(case_id).status == "open"
+    # closing as reported straight from open is not an allowed transition
+    w.comment_text.value = "looks bad"
+    w.resolution.value = "reported"
+    w.on_close()
+    assert "refused" in w.message.value
+    assert store.case(case_id).status == "open"
+    assert [e.action for e in store.history(case_id)] == ["open", "priority", "add_alerts"]
+
+
+def test_triage_widget_actions_without_case_or_selection_do_nothing(store):
+    w = TriageWidget(store, actor="alice")
+    w.on_open_case()
+    assert "select at least one alert" in w.message.value
+    w.on_assign()
+    assert "open or pick a case first" in w.message.value
+    assert store.cases() == []
+
+
+def test_triage_widget_picking_a_stored_case_shows_its_history(store):
+    case_id = store.open_case("from the CLI", ["a-wash-1"], "carol")
+    w = TriageWidget(store, actor="alice")
+    assert case_id in [v for _, v in w.case_pick.options]
+    w.case_pick.value = case_id
+    assert w.case_id == case_id
+    assert "from the CLI" in w.case_view.value and "carol" in w.case_view.value
