@@ -195,7 +195,7 @@ def _alert_rows(alerts: pa.Table) -> list[dict[str, Any]]:
     # alerts are few (thousands per run): per-row Python is fine here and keeps the SQL parameterised
     for r in alerts.select(ALERT_SCHEMA.names).to_pylist():
         for col in LIST_COLUMNS:
-            r[col] = json.dumps(sorted(r[col] or []))
+            r[col] = json.dumps(list(r[col] or []))
         r["score"] = _finite(r["score"]) or 0.0
         r["value"], r["threshold"] = _finite(r["value"]), _finite(r["threshold"])
         rows[r["alert_id"]] = r
