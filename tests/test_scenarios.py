@@ -31,8 +31,12 @@ DAY0_US = 1_767_225_600 * US  # 2026-01-01
 MIN_US = 60 * US
 
 
-def make_ctx(seed: int = 7, crowd_per_segment: int = 6) -> SimContext:
-    """A small 24-h universe (three majors, one thin token, three venues) with a small crowd per segment."""
+CROWD = {"retail": 30, "institutional": 10, "market_maker": 12, "proprietary": 6, "high_frequency": 6}
+
+
+def make_ctx(seed: int = 7, crowd: dict[str, int] | None = None) -> SimContext:
+    """A small 24-h universe (three majors, one thin token, three venues) with a small crowd per
+    segment (one market maker per book)."""
     u = Universe(
         ("EXA", "EXB", "EXC"),
         (
@@ -49,7 +53,8 @@ def make_ctx(seed: int = 7, crowd_per_segment: int = 6) -> SimContext:
         u, PricePaths(u, np.random.default_rng(ss.spawn(1)[0])), Accounts(), Tape(), Labels(), ss
     )
     for s in Segment:
-        ctx.crowd[s.value] = [ctx.accounts.add(s, 5_000.0, prefix="B") for _ in range(crowd_per_segment)]
+        n = (crowd or CROWD)[s.value]
+        ctx.crowd[s.value] = [ctx.accounts.add(s, 5_000.0, prefix="B") for _ in range(n)]
     return ctx
 
 
@@ -169,6 +174,35 @@ def test_scenario_innocent_counterparties_stay_quiet(name: str) -> None:
         assert max_in_window(g.ts_us.to_numpy(), MIN_US) <= 10
 
 
+def test_inject_all_innocent_accounts_get_no_volume_burst() -> None:
+    """No non-maker innocent account gets ≥ 100,000 USD in 2 h (volume spike floor) from the scenarios,
+    no innocent retail account ≥ 20,000 USD in 3 h (deviation floor), and a front-running block desk
+    stays under 5× its own steady flow."""
+    ctx = make_ctx(5)
+    inject_all(ctx)
+    t, _, lab = frames(ctx)
+    labelled = {a for accts in lab.accounts for a in accts}
+    tagged = t[t.scenario_id.notna()]
+    accounts = (set(tagged.buyer_id) | set(tagged.seller_id)) - labelled
+    crowd = {a for pool in ctx.crowd.values() for a in pool}
+    desks = accounts - crowd
+    for acct in accounts:
+        seg = ctx.accounts.segment_of(acct)
+        if seg == Segment.MARKET_MAKER.value:
+            continue
+        if acct in desks:  # a block desk: its block must not stand out against its own steady flow
+            ts, n2h = _rolling_notional(t, acct, 2 * 3600 * US)
+            _, n14h = _rolling_notional(t, acct, 14 * 3600 * US)
+            warm = ts >= ctx.universe.start_us + 12 * 3600 * US
+            assert (n2h / np.maximum((n14h - n2h) / 6, 10_000))[warm].max() < 5, acct
+            continue
+        _, n2h = _rolling_notional(tagged, acct, 2 * 3600 * US)
+        assert n2h.max() < 100_000, (acct, seg)
+        if seg == Segment.RETAIL.value:
+            _, n3h = _rolling_notional(tagged, acct, 3 * 3600 * US)
+            assert n3h.max() < 20_000, acct
+
+
 def test_inject_all_default_counts_three_per_typology() -> None:
     ctx = make_ctx(3)
     ids = inject_all(ctx)
@@ -205,7 +239,16 @@ def test_inject_all_any_seed_consistent_tape_and_windows(seed: int) -> None:
     t, o, lab = frames(ctx)
     assert_tape_consistent(t, o)
     assert (lab.start_ts_us >= ctx.universe.start_us).all() and (lab.end_ts_us <= ctx.universe.end_us).all()
-    assert t.scenario_id.notna().all() and o.scenario_id.notna().all()
+    # untagged rows are only the all-day flow of the front-running block desks (innocent institutions)
+    crowd = {a for pool in ctx.crowd.values() for a in pool}
+    labelled = {a for accts in lab.accounts for a in accts}
+    untagged = t[t.scenario_id.isna()]
+    desks = (set(untagged.buyer_id) | set(untagged.seller_id)) - crowd
+    assert not desks & labelled
+    assert {ctx.accounts.segment_of(a) for a in desks} <= {Segment.INSTITUTIONAL.value}
+    assert len(untagged) == 0 or untagged.buyer_id.isin(desks).sum() + untagged.seller_id.isin(
+        desks
+    ).sum() == len(untagged)
     # injected prices stay positive and finite after every path shift
     assert np.isfinite(t.price).all() and (t.price > 0).all()
 
@@ -354,6 +397,10 @@ def test_front_running_enter_before_large_print_exit_with_profit() -> None:
             & (others.ts_us <= entry.ts_us + 30 * US)
         ]
         assert len(large) == 1
+        # the block comes from an innocent institution, not from the labelled front-runner
+        assert ctx.accounts.segment_of(large.buyer_id.iloc[0] if d == "buy" else large.seller_id.iloc[0]) == (
+            Segment.INSTITUTIONAL.value
+        )
         assert (exit_.buyer_id == x) != (d == "buy"), "exit is the opposite direction"
         assert 0 < exit_.ts_us - large.ts_us.iloc[0] <= 300 * US
         sign = 1 if d == "buy" else -1

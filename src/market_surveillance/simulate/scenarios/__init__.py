@@ -30,8 +30,8 @@ from market_surveillance.simulate.scenarios import (
 # Injection order: scenarios that move prices (wide margins) and long ones reserve their slots first.
 SCENARIOS: dict[str, Callable[..., list[str]]] = {
     "pump_and_dump": pump_and_dump.inject,
-    "front_running": front_running.inject,
     "cross_venue_shock": cross_venue_shock.inject,
+    "front_running": front_running.inject,
     "volume_spike": volume_spike.inject,
     "account_deviation": account_deviation.inject,
     "collusion_ring": collusion_ring.inject,

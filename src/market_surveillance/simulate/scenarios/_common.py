@@ -102,13 +102,56 @@ def pick_slot(
     raise ValueError(f"no free slot of {duration_us / US:.0f}s left on any asset")
 
 
-def counterparty(ctx: SimContext, rng: np.random.Generator, notional: float) -> str:
+LARGE_TICKET_USD = 20_000.0  # tickets from here on go to the book's market makers only
+MID_TICKET_USD = 5_000.0  # tickets from here on go to market makers, sometimes institutions
+SMALL_TICKET_USD = 2_000.0  # only tickets below this may go to retail accounts
+
+
+def book_makers(ctx: SimContext, asset: str, venue: str | None) -> list[str]:
+    """Market makers quoting ``asset`` on ``venue`` (on any venue when ``venue`` is None).
+
+    Uses :attr:`SimContext.makers` when the background population filled it; otherwise infers the
+    books from the crowd's market makers, which the population creates book by book (asset-major,
+    then venue) in equal groups; if that layout does not hold, every market maker is returned.
+    """
+    u = ctx.universe
+    venues = u.venues if venue is None else (venue,)
+    if ctx.makers:
+        ids = [m for v in venues for m in ctx.makers.get((asset, v), [])]
+        if ids:
+            return ids
+    pool = ctx.crowd.get(Segment.MARKET_MAKER.value, [])
+    n_books = len(u.assets) * len(u.venues)
+    if not pool or len(pool) % n_books:
+        return list(pool)
+    k = len(pool) // n_books
+    a = [x.asset for x in u.assets].index(asset)
+    return [pool[(a * len(u.venues) + u.venues.index(v)) * k + j] for v in venues for j in range(k)]
+
+
+def counterparty(
+    ctx: SimContext,
+    rng: np.random.Generator,
+    notional: float,
+    asset: str | None = None,
+    venue: str | None = None,
+) -> str:
     """A fresh random innocent background account able to take the other side of ``notional`` USD.
 
-    Large tickets go to market makers / institutions so that no retail account is pushed over its
-    baseline (which would make an innocent account a false positive of the deviation rule).
+    Large tickets go to the market makers of the book (``asset``/``venue``: they turn over millions a
+    day, so one ticket does not make them look like a volume spike); mid-sized ones to market makers
+    or institutions; only small ones may go to retail accounts, so that no retail account is pushed
+    over its baseline. Small tickets are spread over the whole crowd so that no innocent account gets
+    a burst of instructions from one scenario.
     """
-    if notional >= 5_000:
+    if notional >= LARGE_TICKET_USD and asset is not None:
+        makers = book_makers(ctx, asset, venue)
+        if makers:
+            return makers[int(rng.integers(len(makers)))]
+    if notional >= MID_TICKET_USD:
+        # mostly the makers (deep books, millions a day), sometimes an institution resting a bid/offer
+        segments = (Segment.MARKET_MAKER,) * 4 + (Segment.INSTITUTIONAL,)
+    elif notional >= SMALL_TICKET_USD:
         segments = (Segment.MARKET_MAKER, Segment.INSTITUTIONAL)
     else:
         segments = (Segment.MARKET_MAKER, Segment.RETAIL, Segment.INSTITUTIONAL)
@@ -118,6 +161,14 @@ def counterparty(ctx: SimContext, rng: np.random.Generator, notional: float) -> 
     if not pools:
         raise ValueError("SimContext.crowd has no background accounts to trade against")
     return ctx.crowd_account(rng, pools[int(rng.integers(len(pools)))])
+
+
+def split_notional(
+    rng: np.random.Generator, total: float, per_trade: Range, min_trades: int = 1
+) -> np.ndarray:
+    """``total`` USD cut into tickets of roughly ``per_trade`` (random sizes, at least ``min_trades``)."""
+    n = max(int(np.ceil(total / draw(rng, per_trade))), min_trades)
+    return total * rng.dirichlet(np.full(n, 4.0))
 
 
 class Injection:
@@ -214,7 +265,7 @@ class Injection:
         venue: str | None = None,
     ) -> tuple[int, int]:
         """``account`` aggresses on ``side`` against a fresh innocent resting counterparty."""
-        cp = counterparty(self.ctx, rng, price * qty)
+        cp = counterparty(self.ctx, rng, price * qty, self.asset, venue or self.venue)
         return self.cross(ts_us, cp, account, side, price, qty, venue)
 
     def provide(
@@ -229,7 +280,7 @@ class Injection:
         resting_delay_us: int = 200_000,
     ) -> tuple[int, int]:
         """``account`` rests on ``side`` and a fresh innocent counterparty aggresses into it."""
-        cp = counterparty(self.ctx, rng, price * qty)
+        cp = counterparty(self.ctx, rng, price * qty, self.asset, venue or self.venue)
         return self.cross(ts_us, account, cp, opposite(side), price, qty, venue, resting_delay_us)
 
     def hit(self, rng: np.random.Generator, ts_us: int, order: int, qty: float | None = None) -> int:
@@ -237,7 +288,7 @@ class Injection:
         venue, _, _, side_code, price, order_qty = self.ctx.tape.order_info[order]
         side = Side.BUY if side_code == 0 else Side.SELL
         q = order_qty if qty is None else qty
-        cp = counterparty(self.ctx, rng, price * q)
+        cp = counterparty(self.ctx, rng, price * q, self.asset, venue)
         aggr = self.new(ts_us, cp, opposite(side), price, q, venue=venue)
         buy, sell = (order, aggr) if side is Side.BUY else (aggr, order)
         self.trade(ts_us, buy, sell, q, price, aggressor=opposite(side))

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from market_surveillance.enums import Segment, Typology
-from market_surveillance.simulate.context import SimContext
+from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
     ACCOUNT_MARGIN_US,
     MINUTE_US,
     Injection,
-    IntRange,
     Range,
     draw,
-    draw_int,
     liquid_assets,
     pick,
     pick_slot,
     random_side,
     spaced_times,
+    split_notional,
 )
 
 
@@ -28,7 +25,7 @@ def inject(
     count: int = 3,
     baseline_hourly: Range = (500, 1_500),
     multiple: Range = (20, 60),
-    trades: IntRange = (8, 25),
+    ticket: Range = (2_000, 12_000),
     span_min: Range = (60, 150),
     asset: str | None = None,
 ) -> list[str]:
@@ -41,24 +38,22 @@ def inject(
     multiple
         Notional traded in the episode as a multiple of the account's 3-h norm (3 × baseline); rule:
         ≥ 12× and ≥ 20,000 USD over 3 h (the defaults give ≥ 30,000 USD).
-    trades, span_min
-        Trades in the episode and the minutes they are spread over (under 3 h, so one 3-h window
-        holds them all).
+    ticket, span_min
+        USD size of the episode's trades (at least eight) and the minutes they are spread over (under
+        3 h, so one 3-h window holds them all).
     """
     rng = ctx.rng("scenario:account_deviation")
     ids: list[str] = []
     for _ in range(count):
         base = draw(rng, baseline_hourly)
         total = draw(rng, multiple) * 3 * base
-        n = draw_int(rng, trades)
         span = int(min(draw(rng, span_min), 170) * MINUTE_US)
         a, start = pick_slot(ctx, rng, span, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US)
         acct = ctx.accounts.add(Segment.RETAIL, base)
         inj = Injection(ctx, Typology.ACCOUNT_DEVIATION, a, None, [acct])
-        notionals = total * rng.dirichlet(np.full(n, 4.0))
-        for t, notional in zip(
-            spaced_times(rng, start, span, n, min_gap_us=30_000_000), notionals, strict=True
-        ):
+        notionals = split_notional(rng, total, ticket, 8)
+        times = spaced_times(rng, start, span, len(notionals), min_gap_us=10 * US)
+        for t, notional in zip(times, notionals, strict=True):
             v = pick(rng, ctx.universe.venues)
             px = ctx.price(a, v, int(t))
             side = random_side(rng)

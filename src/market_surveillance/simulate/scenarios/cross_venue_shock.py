@@ -12,6 +12,7 @@ from market_surveillance.simulate.scenarios._common import (
     Injection,
     IntRange,
     Range,
+    book_makers,
     counterparty,
     draw,
     draw_int,
@@ -91,10 +92,8 @@ def inject(
                 w = pick(rng, others)
                 px = ctx.price(a, w, t)
                 qty = draw(rng, print_notional) / px
-                resting = (
-                    ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
-                )
-                resting = resting or counterparty(ctx, rng, px * qty)
+                makers = book_makers(ctx, a, w)
+                resting = pick(rng, makers) if makers else counterparty(ctx, rng, px * qty)
                 aggressor = counterparty(ctx, rng, px * qty)
                 while aggressor == resting:  # two innocent parties, never an accidental self-trade
                     aggressor = counterparty(ctx, rng, px * qty)

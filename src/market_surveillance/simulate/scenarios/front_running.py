@@ -11,6 +11,7 @@ from market_surveillance.simulate.scenarios._common import (
     MINUTE_US,
     Injection,
     Range,
+    book_makers,
     counterparty,
     draw,
     liquid_assets,
@@ -18,7 +19,33 @@ from market_surveillance.simulate.scenarios._common import (
     pick,
     pick_slot,
     random_side,
+    sig,
 )
+
+
+def _desk_flow(
+    ctx: SimContext,
+    rng: np.random.Generator,
+    desk: str,
+    asset: str,
+    per_2h: float,
+    interval_min: float,
+    t_block: int,
+) -> None:
+    """The desk's steady all-day flow on ``asset``: Poisson arrivals worth ``per_2h`` USD per 2 h, none
+    within 10 min of its block. These rows are background of an innocent account: untagged."""
+    u = ctx.universe
+    interval = interval_min * MINUTE_US
+    n = rng.poisson((u.end_us - u.start_us) / interval)
+    times = np.sort(rng.integers(u.start_us + MINUTE_US, u.end_us - MINUTE_US, n))
+    times = times[np.abs(times - t_block) > 10 * MINUTE_US]
+    per_trade = per_2h * interval / (120 * MINUTE_US)
+    for t, notional in zip(times, per_trade * rng.lognormal(0, 0.3, len(times)), strict=True):
+        v = pick(rng, u.venues)
+        px = sig(ctx.price(asset, v, int(t)))
+        qty = sig(notional / px)
+        cp = counterparty(ctx, rng, notional, asset, v)
+        ctx.tape.cross(int(t), v, asset, cp, desk, random_side(rng), px, qty)
 
 
 def inject(
@@ -34,6 +61,8 @@ def inject(
     exit_after_s: Range = (30, 240),
     hold_min: Range = (5, 15),
     fade_min: Range = (20, 40),
+    desk_share: Range = (0.45, 0.7),
+    desk_interval_min: Range = (8, 20),
     baseline_hourly: Range = (20_000, 80_000),
     asset: str | None = None,
     venue: str | None = None,
@@ -52,6 +81,11 @@ def inject(
         institutional account lifting (or hitting) a market maker.
     move_bps, impact_s, hold_min, fade_min
         Market-wide price impact of the print: ramp to ±move_bps over ``impact_s``, hold, fade back.
+    desk_share, desk_interval_min
+        The block comes from an institutional desk that trades steadily all day (untagged background
+        of an innocent account): its notional per 2 h is ``desk_share`` × the block, in trades about
+        ``desk_interval_min`` minutes apart, so that the block alone does not make the desk a
+        volume-spike false positive.
     exit_after_s
         Seconds after the print at which the front-runner unwinds at the moved price (rule: within
         300 s, profit ≥ 25 bps).
@@ -59,6 +93,7 @@ def inject(
     rng = ctx.rng("scenario:front_running")
     u = ctx.universe
     ids: list[str] = []
+    desks: list[tuple[str, str, float, float, int]] = []
     for _ in range(count):
         lead = int(draw(rng, lead_s) * US)
         ramp = int(draw(rng, impact_s) * US)
@@ -83,10 +118,6 @@ def inject(
         t1 = t0 + lead
         p1 = ctx.price(a, v, t1) * (1 + sign * 2e-4)
         large = max(draw(rng, large_notional), draw(rng, large_multiple) * spec.typical_qty * p1)
-        inst = ctx.crowd_account(rng, Segment.INSTITUTIONAL) if ctx.crowd.get("institutional") else None
-        mm = ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
-        inst = inst or counterparty(ctx, rng, large)
-        inj.cross(t1, mm or counterparty(ctx, rng, large), inst, d, p1, large / p1)
         g = u.grid_s * US
         factors = 1 + sign * move * np.concatenate(
             [
@@ -96,6 +127,12 @@ def inject(
             ]
         )
         ctx.prices.shift(a, None, t1, factors)
+        per_2h = draw(rng, desk_share) * large
+        desk = ctx.accounts.add(Segment.INSTITUTIONAL, per_2h / 2)
+        desks.append((desk, a, per_2h, draw(rng, desk_interval_min), t1))
+        makers = book_makers(ctx, a, v)
+        mm = pick(rng, makers) if makers else counterparty(ctx, rng, large, a, v)
+        inj.cross(t1, mm, desk, d, p1, large / p1)
 
         # exit at the moved price, at least the drawn move away from the entry
         t2 = t1 + max(int(draw(rng, exit_after_s) * US), ramp + US)
@@ -104,4 +141,7 @@ def inject(
         p2 = max(p2, target) if d is Side.BUY else min(p2, target)
         inj.take(rng, t2, acct, opposite(d), p2, entry_qty)
         ids.append(inj.finish())
+    # the desks' all-day flows are priced once every instance has shifted its path, like the background
+    for desk in desks:
+        _desk_flow(ctx, rng, *desk)
     return ids

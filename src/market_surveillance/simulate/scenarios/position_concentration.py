@@ -10,12 +10,11 @@ from market_surveillance.simulate.context import SimContext
 from market_surveillance.simulate.scenarios._common import (
     HOUR_US,
     Injection,
-    IntRange,
     Range,
     counterparty,
     draw,
-    draw_int,
     pick,
+    split_notional,
     thin_assets,
 )
 
@@ -27,7 +26,7 @@ def inject(
     target_share: Range = (0.22, 0.40),
     min_value_usd: Range = (1_200_000, 2_000_000),
     opening_share: Range = (0.6, 0.85),
-    buys: IntRange = (8, 20),
+    buy_notional: Range = (10_000, 25_000),
     asset: str | None = None,
 ) -> list[str]:
     """Inject ``count`` position-concentration instances; returns their scenario ids.
@@ -40,9 +39,10 @@ def inject(
     opening_share
         Part of the final holding already held at the start (``ctx.opening_positions``); the rest is
         bought during the day.
-    buys
-        Buy trades, spread over the whole day (so the account's 2-h notional stays steady and it is
-        only the size of its holding that stands out).
+    buy_notional
+        USD size of the day's buys, spread evenly over the whole day (so the account's 2-h notional
+        stays steady, no single counterparty takes a large ticket, and only the size of the holding
+        stands out).
     """
     rng = ctx.rng("scenario:position_concentration")
     u = ctx.universe
@@ -53,8 +53,10 @@ def inject(
         close_px = float(ctx.prices.fair[a][-1])
         target = max(draw(rng, target_share) * spec.float_qty, draw(rng, min_value_usd) / close_px)
         opening = draw(rng, opening_share) * target
-        n = draw_int(rng, buys)
-        bought = (target - opening) * rng.dirichlet(np.full(n, 4.0))
+        bought = (
+            split_notional(rng, (target - opening) * spec.start_price, buy_notional, 2) / spec.start_price
+        )
+        n = len(bought)
         acct = ctx.accounts.add(Segment.INSTITUTIONAL, (target - opening) * spec.start_price / 24)
         ctx.opening_positions[(acct, a)] = ctx.opening_positions.get((acct, a), 0.0) + opening
         inj = Injection(ctx, Typology.POSITION_CONCENTRATION, a, None, [acct])
@@ -64,6 +66,6 @@ def inject(
         for t, qty in zip(times.astype(np.int64), bought, strict=True):
             v = pick(rng, u.venues)
             px = ctx.price(a, v, int(t))
-            inj.cross(int(t), counterparty(ctx, rng, px * qty), acct, Side.BUY, px, qty, venue=v)
+            inj.cross(int(t), counterparty(ctx, rng, px * qty, a, v), acct, Side.BUY, px, qty, venue=v)
         ids.append(inj.finish())
     return ids

@@ -12,6 +12,7 @@ from market_surveillance.simulate.scenarios._common import (
     Injection,
     IntRange,
     Range,
+    book_makers,
     counterparty,
     draw,
     draw_int,
@@ -30,12 +31,15 @@ def _buy(
     t: int,
     acct: str,
     notional: float,
-    cp: str | None = None,
+    maker: bool = False,
 ) -> None:
-    """``acct`` lifts an offer on a random venue, paying up a little; manipulators' buys are tallied."""
+    """``acct`` lifts an offer on a random venue, paying up a little (from one of the book's market
+    makers when ``maker``); manipulators' buys are tallied."""
     v = pick(rng, ctx.universe.venues)
     px = ctx.price(inj.asset, v, t) * (1 + rng.uniform(0, 5e-4))
-    _, aggr = inj.cross(t, cp or counterparty(ctx, rng, notional), acct, Side.BUY, px, notional / px, venue=v)
+    makers = book_makers(ctx, inj.asset, v) if maker else []
+    cp = pick(rng, makers) if makers else counterparty(ctx, rng, notional, inj.asset, v)
+    _, aggr = inj.cross(t, cp, acct, Side.BUY, px, notional / px, venue=v)
     if acct in holdings:
         holdings[acct] += float(ctx.tape.order_info[aggr][5])
 
@@ -127,17 +131,8 @@ def inject(
         retail = ctx.crowd.get(Segment.RETAIL.value)
         for t in rush:
             if retail and rng.random() < share:
-                mm = ctx.crowd_account(rng, Segment.MARKET_MAKER) if ctx.crowd.get("market_maker") else None
-                _buy(
-                    ctx,
-                    rng,
-                    inj,
-                    holdings,
-                    int(t),
-                    ctx.crowd_account(rng, Segment.RETAIL),
-                    draw(rng, crowd_notional),
-                    mm,
-                )
+                buyer = ctx.crowd_account(rng, Segment.RETAIL)
+                _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional), maker=True)
             else:
                 _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
 
@@ -154,6 +149,6 @@ def inject(
             left[acct] -= qty
             v = pick(rng, u.venues)
             px = ctx.price(a, v, int(t)) * (1 - rng.uniform(0, 5e-4))
-            inj.cross(int(t), counterparty(ctx, rng, px * qty), acct, Side.SELL, px, qty, venue=v)
+            inj.cross(int(t), counterparty(ctx, rng, px * qty, a, v), acct, Side.SELL, px, qty, venue=v)
         ids.append(inj.finish())
     return ids

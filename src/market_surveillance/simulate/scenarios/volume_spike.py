@@ -6,21 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from market_surveillance.enums import Segment, Typology
-from market_surveillance.simulate.context import SimContext
+from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
     ACCOUNT_MARGIN_US,
     HOUR_US,
     MINUTE_US,
     Injection,
-    IntRange,
     Range,
     draw,
-    draw_int,
     liquid_assets,
     pick,
     pick_slot,
     random_side,
     spaced_times,
+    split_notional,
 )
 
 
@@ -31,7 +30,7 @@ def inject(
     normal_2h_notional: Range = (12_000, 30_000),
     multiple: Range = (8, 20),
     min_burst_notional: Range = (150_000, 250_000),
-    burst_trades: IntRange = (10, 30),
+    burst_ticket: Range = (10_000, 25_000),
     steady_interval_min: Range = (15, 40),
     asset: str | None = None,
 ) -> list[str]:
@@ -44,8 +43,9 @@ def inject(
     multiple, min_burst_notional
         Burst notional over 2 h = max(multiple × normal, a draw from ``min_burst_notional``) (rule: ≥ 5×
         the prior 12-h average per 2 h and ≥ 100,000 USD).
-    burst_trades
-        Trades in the 2-h burst.
+    burst_ticket
+        USD size of the burst's trades (at least ten of them), so that no single innocent
+        counterparty takes a large share of the burst.
     steady_interval_min
         Average minutes between the steady trades outside the burst.
     """
@@ -65,14 +65,9 @@ def inject(
         steady = np.sort(rng.integers(u.start_us + MINUTE_US, u.end_us - MINUTE_US, size=n_steady))
         steady = steady[(steady < b0 - 5 * MINUTE_US) | (steady > b0 + burst_span + 5 * MINUTE_US)]
         per_trade = normal / (2 * HOUR_US / interval)
-        n_burst = draw_int(rng, burst_trades)
-        burst = spaced_times(rng, b0, burst_span, n_burst, min_gap_us=MINUTE_US)
-        notionals = np.concatenate(
-            [
-                per_trade * rng.lognormal(0, 0.3, len(steady)),
-                burst_total * rng.dirichlet(np.full(n_burst, 4.0)),
-            ]
-        )
+        burst_notional = split_notional(rng, burst_total, burst_ticket, 10)
+        burst = spaced_times(rng, b0, burst_span, len(burst_notional), min_gap_us=US)
+        notionals = np.concatenate([per_trade * rng.lognormal(0, 0.3, len(steady)), burst_notional])
         for t, notional in zip(np.concatenate([steady, burst]), notionals, strict=True):
             v = pick(rng, u.venues)
             px = ctx.price(a, v, int(t))
