@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market_surveillance.io.canonical import from_arrow
+from market_surveillance.rules.front_running import FrontRunning, FrontRunningParams
+from market_surveillance.testing import at, trades
+
+BG = [f"b{i}" for i in range(6)]
+# background: flat price 100, 1,000 USD tickets (the asset's median notional), both directions, all day
+BACKGROUND = [
+    {
+        "ts": 9 * i,
+        "price": 100.0,
+        "qty": 10.0,
+        "buyer_id": BG[i % 6],
+        "seller_id": BG[(i + 1) % 6],
+        "aggressor": "buy" if i % 2 else "sell",
+    }
+    for i in range(300)
+]
+
+
+def _big(ts: float = 1_000.0, qty: float = 2_000.0, side: str = "buy") -> dict:
+    """The large aggressive print by W (201,000 USD at 100.5 by default: 201× the median)."""
+    buyer, seller = ("W", "b0") if side == "buy" else ("b0", "W")
+    return {
+        "ts": ts,
+        "trade_id": "BIG",
+        "price": 100.5,
+        "qty": qty,
+        "buyer_id": buyer,
+        "seller_id": seller,
+        "aggressor": side,
+    }
+
+
+def _leg(
+    ts: float, side: str, price: float, tid: str, *, aggressive: bool = True, qty: float = 100.0
+) -> dict:
+    """A trade of F on ``side`` against a background account; F takes liquidity unless ``aggressive`` is False."""
+    buyer, seller = ("F", "b1") if side == "buy" else ("b1", "F")
+    aggressor = side if aggressive else ("sell" if side == "buy" else "buy")
+    return {
+        "ts": ts,
+        "trade_id": tid,
+        "price": price,
+        "qty": qty,
+        "buyer_id": buyer,
+        "seller_id": seller,
+        "aggressor": aggressor,
+    }
+
+
+def _case(entry_ts: float = 980.0, exit_ts: float = 1_100.0, exit_px: float = 100.5, **big) -> list[dict]:
+    """F buys 10,000 USD ahead of W's large buy, then sells it all after at ``exit_px``."""
+    return [_leg(entry_ts, "buy", 100.0, "FIN"), _big(**big), _leg(exit_ts, "sell", exit_px, "FOUT")]
+
+
+def _run(rows, params=None):
+    _, t, _ = from_arrow({"trades": trades(rows)})
+    return FrontRunning(params).run(t)
+
+
+def test_front_running_injected_found_with_expected_entity_and_window():
+    out = _run(BACKGROUND + _case())
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["accounts"] == ["F"] and row["asset"] == "BTC-USD" and row["venue"] is None
+    assert row["window_start"] == at(980) and row["window_end"] == at(1_100)
+    assert abs(row["value"] - 50.0) < 1e-6  # 100.0 -> 100.5
+    assert row["evidence_trade_ids"] == ["BIG", "FIN", "FOUT"]
+
+
+def test_front_running_sell_side_found():
+    rows = [_leg(980, "sell", 100.0, "FIN"), _big(side="sell"), _leg(1_100, "buy", 99.5, "FOUT")]
+    out = _run(BACKGROUND + rows)
+    assert out.num_rows == 1 and abs(out["value"][0].as_py() - 50.0) < 1e-6
+
+
+def test_front_running_clean_background_no_alert():
+    assert _run(BACKGROUND).num_rows == 0
+    assert _run([*BACKGROUND, _big()]).num_rows == 0  # a large print alone is not front-running
+
+
+def test_front_running_just_under_threshold_no_alert():
+    assert _run(BACKGROUND + _case(exit_px=100.24)).num_rows == 0  # 24 bps
+    assert _run(BACKGROUND + _case(exit_px=100.26)).num_rows == 1  # 26 bps
+    assert _run(BACKGROUND + _case(entry_ts=969.0)).num_rows == 0  # entered 31 s ahead
+    assert _run(BACKGROUND + _case(exit_ts=1_301.0)).num_rows == 0  # exited 301 s after
+    assert _run(BACKGROUND + _case(qty=990.0)).num_rows == 0  # 99,495 USD print, under 100,000
+
+
+def test_front_running_passive_entry_or_no_exit_no_alert():
+    passive = [_leg(980, "buy", 100.0, "FIN", aggressive=False), _big(), _leg(1_100, "sell", 100.5, "FOUT")]
+    assert _run(BACKGROUND + passive).num_rows == 0
+    assert _run(BACKGROUND + _case()[:2]).num_rows == 0
+
+
+def test_front_running_sensitive_vs_non_sensitive_params():
+    rows = BACKGROUND + _case(entry_ts=980.0, exit_px=100.4)  # 20 s ahead, 40 bps
+    assert _run(rows, FrontRunningParams(lead_s=30.0, min_profit_bps=25.0)).num_rows == 1
+    assert _run(rows, FrontRunningParams(lead_s=10.0, min_profit_bps=25.0)).num_rows == 0
+    assert _run(rows, FrontRunningParams(lead_s=30.0, min_profit_bps=50.0)).num_rows == 0
+    assert _run(rows, FrontRunningParams(large_multiple=250.0)).num_rows == 0  # print is 201× the median
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_front_running_invariant_to_row_order(seed):
+    rows = BACKGROUND[:150] + _case()
+    expected = _run(rows)
+    assert expected.num_rows == 1
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    assert _run(shuffled).equals(expected)
