@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,28 +141,52 @@ def postgres_server_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A freshly created, empty database on the test server (dropped after the test)."""
+@contextmanager
+def _fresh_database(server_url: str) -> Iterator[str]:
     import psycopg
     from sqlalchemy.engine import make_url
 
     name = f"ms_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(**_conninfo(postgres_server_url), autocommit=True) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(**_conninfo(server_url), autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(**_conninfo(postgres_server_url), autocommit=True) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(**_conninfo(server_url), autocommit=True) as conn:  # type: ignore[arg-type]
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A freshly created, empty database on the test server (dropped after the test)."""
+    with _fresh_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """Like :func:`postgres_url`, shared by one test module (for tests that only add independent rows)."""
+    with _fresh_database(postgres_server_url) as url:
+        yield url
+
+
+_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=_BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL on each backend: a SQLite file in tmp_path, then a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'alerts.sqlite'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="module", params=_BACKENDS)
+def module_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """:func:`store_url` shared by one test module."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('store') / 'alerts.sqlite'}"
+    return str(request.getfixturevalue("module_postgres_url"))
 
 
 def fake_alerts(n: int, start: int = 0, *, rule_id: str = "MS001", rule_name: str = "self_trade") -> pa.Table:
@@ -198,7 +223,7 @@ def fake_alerts(n: int, start: int = 0, *, rule_id: str = "MS001", rule_name: st
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_alerts() -> Callable[..., pa.Table]:
     """:func:`fake_alerts`, as a fixture (test modules do not import conftest)."""
     return fake_alerts
