@@ -41,7 +41,9 @@ class MLAnomalyParams(Params):
     top_features: int = param(3, low=1, doc="features named in each alert's explanation")
     random_state: int = param(0, low=0, doc="seed of the detector (same seed, same scores)")
     min_accounts: int = param(
-        20, low=2, doc="fewer accounts than this: no model is fitted (no population to learn norms from)"
+        20,
+        low=2,
+        doc="fewer active accounts than this: no model is fitted (no population to learn norms from)",
     )
     max_evidence: int = param(20, low=1, doc="most recent trade ids and order ids kept per alert")
 
@@ -58,29 +60,37 @@ def _detector(p: MLAnomalyParams) -> AnomalyDetector:
 
 
 def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame, float]:
-    """Features + score, anomaly flag, rank and explanation per account; and the score threshold."""
+    """Features + score, anomaly flag, rank and explanation per account; and the score threshold.
+
+    Only active accounts (at least one trade or order) form the population the model learns from: an idle
+    account has no behaviour to judge, and its all-zero row would otherwise be isolated as an outlier. Idle
+    accounts get the lowest active score and are never flagged.
+    """
     feats = account_features(t, with_activity=True)
-    X = feats[list(FEATURES)]
     out = feats.copy()
-    if len(X) < p.min_accounts:
-        out["score"] = 0.0
-        out["is_anomaly"] = False
-        out["rank"] = np.arange(1, len(X) + 1)
-        out["top_features"] = ""
-        out["explanation"] = ""
-        return out, float("inf")
-    det = _detector(p).fit(X)
-    out["score"] = det.decision_scores_
-    out["is_anomaly"] = det.labels_.astype(bool)
+    out["score"] = 0.0
+    out["is_anomaly"] = False
+    out["top_features"] = ""
+    out["explanation"] = ""
+    active = ((feats["trade_count"] + feats["order_count"]) > 0).to_numpy()
+    threshold = float("inf")
+    if active.sum() >= p.min_accounts:
+        X = feats.loc[active, list(FEATURES)]
+        det = _detector(p).fit(X)
+        scores = np.full(len(feats), det.decision_scores_.min())
+        scores[active] = det.decision_scores_
+        out["score"] = scores
+        out.loc[active, "is_anomaly"] = det.labels_.astype(bool)
+        sentences, names = describe(X, contributions(det, X), top=p.top_features)
+        out.loc[active, "top_features"] = [", ".join(n) for n in names]
+        out.loc[active, "explanation"] = sentences
+        threshold = det.threshold_
     # ties broken by account id (the index is sorted), so ranks are deterministic
-    order = np.lexsort((np.arange(len(X)), -det.decision_scores_))
-    rank = np.empty(len(X), dtype=int)
-    rank[order] = np.arange(1, len(X) + 1)
+    order = np.lexsort((np.arange(len(out)), -out["score"].to_numpy()))
+    rank = np.empty(len(out), dtype=int)
+    rank[order] = np.arange(1, len(out) + 1)
     out["rank"] = rank
-    sentences, names = describe(X, contributions(det, X), top=p.top_features)
-    out["top_features"] = [", ".join(n) for n in names]
-    out["explanation"] = sentences
-    return out, det.threshold_
+    return out, threshold
 
 
 def score_accounts(t: Mapping[str, ir.Table], params: MLAnomalyParams | None = None) -> pd.DataFrame:
