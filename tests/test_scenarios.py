@@ -534,3 +534,26 @@ def test_volume_spike_two_hour_burst_after_warmup() -> None:
         # outside the burst the account trades steadily: no 2-h window before the burst trips
         first_hit = ts[hit].min()
         assert not (warm & (ts < first_hit - 2 * 3600 * US) & (ratio >= 5)).any()
+
+
+def test_scenario_default_strengths_vary_between_instances() -> None:
+    """Defaults are drawn per instance (not one constant just over the threshold)."""
+    _, _, _, o, lab = run("message_flood", count=5)
+    counts = [
+        int(((o.account_id == row.accounts[0]) & o.event.isin(["new", "cancel"])).sum())
+        for _, row in lab.iterrows()
+    ]
+    assert len(set(counts)) >= 3 and min(counts) >= 60
+    _, _, t, _, lab = run("account_deviation", count=5)
+    totals = [float((rows_of(t, sid).price * rows_of(t, sid).qty).sum()) for sid in lab.scenario_id]
+    assert max(totals) / min(totals) > 1.2
+
+
+def test_spoofing_pinned_lifetime_is_respected() -> None:
+    _, _, _, o, lab = run("spoofing", count=2, lifetime_s=(4.5, 4.5))
+    for _, row in lab.iterrows():
+        mine = rows_of(o, row.scenario_id)
+        mine = mine[mine.account_id == row.accounts[0]]
+        new = mine[mine.event == "new"].set_index("order_id").ts_us
+        canc = mine[mine.event == "cancel"].set_index("order_id").ts_us
+        assert np.allclose((canc - new.loc[canc.index]).to_numpy(), 4.5 * US, atol=1)
