@@ -210,3 +210,33 @@ def test_score_distribution_figure_ml_scores_top_features_become_robust_z_bars()
     assert z["msg_rate_peak"] == pytest.approx((50 - 2) / 1.0)  # IQR of [1, 2, 2, 3, 50] is 1
     assert z["notional"] == pytest.approx(0.0)
     assert any("msg_rate_peak=50" in a.text for a in fig.layout.annotations)
+
+
+def test_alert_figures_account_alert_without_asset_uses_accounts_main_asset():
+    # an ML-style alert from pandas: asset and venue missing (NaN), accounts only
+    trades = tb.trades(
+        [
+            {"ts": 60, "asset": "ETH-USD", "price": 3000.0, "buyer_id": "acct-x"},
+            {"ts": 65, "asset": "ETH-USD", "price": 3001.0, "seller_id": "acct-x"},
+            {"ts": 70, "asset": "BTC-USD", "price": 60000.0},
+            {"ts": 71, "asset": "BTC-USD", "price": 60001.0},
+            {"ts": 72, "asset": "BTC-USD", "price": 60002.0},
+        ]
+    )
+    row = (
+        _alerts([_alert(asset=None, venue=None, accounts=["acct-x"], evidence_trade_ids=[])])
+        .to_pandas()
+        .iloc[0]
+    )
+    figs = alert_figures(row, trades, _orders(), pad=PAD)
+    assert "ETH-USD (most traded by the alert's accounts)" in figs["price"].layout.title.text
+    assert sorted(p for t in figs["price"].data for p in t.y) == [3000.0, 3001.0]
+    assert "ETH-USD" in figs["imbalance"].layout.title.text
+
+
+def test_imbalance_figure_long_window_is_sampled_coarser():
+    alert = _alert(window_start=tb.at(0), window_end=tb.at(3600))
+    fig = imbalance_figure(alert, _orders(), pad=dt.timedelta(0), max_samples=100)
+    assert len(fig.data[0].x) <= 101
+    # default 1 s: window 60-90 s padded by 30 s → samples at 30, 31, ..., 120 s
+    assert len(imbalance_figure(_alert(), _orders(), pad=PAD).data[0].x) == 91

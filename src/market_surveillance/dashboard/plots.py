@@ -52,8 +52,38 @@ def as_frame(data: Any) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT or v is pd.NA
+
+
 def _alert(alert: Mapping[str, Any] | pd.Series) -> dict[str, Any]:
-    return dict(alert.to_dict() if isinstance(alert, pd.Series) else alert)
+    """The alert as a plain dict: missing scalars (NaN from pandas) as None, list columns as lists."""
+    a = dict(alert.to_dict() if isinstance(alert, pd.Series) else alert)
+    for k, v in a.items():
+        if isinstance(v, np.ndarray | tuple):
+            a[k] = list(v)
+        elif not isinstance(v, list) and _missing(v):
+            a[k] = None
+    return a
+
+
+def _focus(
+    alert: Mapping[str, Any], table: Any, pad: dt.timedelta, account_cols: tuple[str, ...]
+) -> dict[str, Any]:
+    """The alert with an asset to plot: its own, else (account-level alerts, e.g. ML) the asset its accounts
+    were most active in during the window, else the most active asset in the window."""
+    a = _alert(alert)
+    if a.get("asset") is not None:
+        return a
+    lo, hi = alert_window(a, pad)
+    df = _window_rows(table, None, lo, hi, columns=("asset", *account_cols))
+    accounts = set(a.get("accounts") or [])
+    mine = df[df[list(account_cols)].isin(accounts).any(axis=1)] if accounts else df
+    pool = mine if len(mine) else df
+    if len(pool):
+        a["asset"] = str(pool["asset"].value_counts().index[0])
+        a["asset_inferred"] = True
+    return a
 
 
 def _ts(value: Any) -> pd.Timestamp:
@@ -75,6 +105,7 @@ def _window_rows(
     lo: pd.Timestamp | None,
     hi: pd.Timestamp,
     venue: str | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Rows of one asset (and venue) with ``lo <= ts <= hi`` (no lower bound when ``lo`` is None)."""
     if hasattr(table, "op"):  # Ibis: push the filter down to the backend
@@ -86,7 +117,8 @@ def _window_rows(
             cond.append(t.asset == asset)
         if venue is not None:
             cond.append(t.venue == venue)
-        df = t.filter(*cond).to_pyarrow().to_pandas()
+        t = t.filter(*cond)
+        df = (t.select("ts", *columns) if columns else t).to_pyarrow().to_pandas()
     else:
         df = as_frame(table)
         keep = df["ts"] <= hi
@@ -120,7 +152,10 @@ def _ids(value: Any) -> set[str]:
 
 def _title(a: Mapping[str, Any], what: str) -> str:
     venue = a.get("venue") or "all venues"
-    return f"{what} — {a.get('rule_name', '')} on {a.get('asset') or 'all assets'} @ {venue}"
+    asset = a.get("asset") or "all assets"
+    if a.get("asset_inferred"):
+        asset += " (most traded by the alert's accounts)"
+    return f"{what} — {a.get('rule_name', '')} on {asset} @ {venue}"
 
 
 # -- alert overview ----------------------------------------------------------------------------
@@ -176,7 +211,7 @@ def pick_alert(alerts: Any, *, prefer: str = "evidence_trade_ids") -> dict[str, 
     pool = df[has] if has.any() else df
     row = pool.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable").iloc[0]
     # list columns come back from Arrow as numpy arrays: plain lists are safe to test for truth and print
-    return {k: list(v) if isinstance(v, np.ndarray | list | tuple) else v for k, v in row.to_dict().items()}
+    return _alert(row)
 
 
 # -- one alert ---------------------------------------------------------------------------------
@@ -188,7 +223,7 @@ def price_figure(alert: Mapping[str, Any], trades: Any, *, pad: dt.timedelta = D
     Traces: one ``lines+markers`` per venue (named by the venue), then ``evidence trades`` when the alert
     lists trade ids present in the window. The alert window is a shaded band.
     """
-    a = _alert(alert)
+    a = _focus(alert, trades, pad, ("buyer_id", "seller_id"))
     lo, hi = alert_window(a, pad)
     df = _window_rows(trades, a.get("asset"), lo, hi)
     fig = go.Figure()
@@ -222,7 +257,7 @@ def aggressor_volume_figure(
     Traces: ``buy aggressor``, ``sell aggressor`` (bars, all venues of the asset or the alert's venue), then
     ``evidence trades`` (markers at their signed quantity) when present.
     """
-    a = _alert(alert)
+    a = _focus(alert, trades, pad, ("buyer_id", "seller_id"))
     lo, hi = alert_window(a, pad)
     df = _window_rows(trades, a.get("asset"), lo, hi, venue=a.get("venue"))
     signed = df["qty"].where(df["aggressor"] == "buy", -df["qty"])
@@ -258,17 +293,23 @@ def imbalance_figure(
     *,
     pad: dt.timedelta = DEFAULT_PAD,
     n_levels: int = 5,
-    every: float | dt.timedelta = 1.0,
+    every: float | dt.timedelta | None = None,
+    max_samples: int = 3000,
 ) -> go.Figure:
     """Top-``n_levels`` order-book imbalance around the alert window, evidence order events highlighted.
+
+    ``every`` is the sampling step (seconds); by default 1 s, coarsened so a long window (account-level
+    alerts can span hours) has at most ``max_samples`` samples per venue.
 
     The book is rebuilt (:func:`market_surveillance.book.book_imbalance`) from the full order history of the
     asset up to the window end — on the alert's venue, or on every venue when the alert has none.
     Traces: one line per venue (``imbalance <venue>``), then ``evidence orders`` (markers at the imbalance
     sampled just before each evidence event) when present.
     """
-    a = _alert(alert)
+    a = _focus(alert, orders, pad, ("account_id",))
     lo, hi = alert_window(a, pad)
+    if every is None:
+        every = max(1.0, float(np.ceil((hi - lo).total_seconds() / max_samples)))
     history = _window_rows(orders, a.get("asset"), None, hi, venue=a.get("venue"))
     fig = go.Figure()
     if len(history):
@@ -332,7 +373,12 @@ def alert_figures(
     pad: dt.timedelta = DEFAULT_PAD,
     n_levels: int = 5,
 ) -> dict[str, go.Figure]:
-    """The three views of one alert: ``price``, ``aggressor_volume`` and (when orders exist) ``imbalance``."""
+    """The three views of one alert: ``price``, ``aggressor_volume`` and (when orders exist) ``imbalance``.
+
+    An alert without an asset (account-level, e.g. ML) is shown on the asset its accounts traded most in the
+    window, the same for the three views.
+    """
+    alert = _focus(alert, trades, pad, ("buyer_id", "seller_id"))
     figs = {
         "price": price_figure(alert, trades, pad=pad),
         "aggressor_volume": aggressor_volume_figure(alert, trades, pad=pad),
