@@ -6,6 +6,7 @@ Unknown ids, refused transitions and bad arguments print one line and exit with 
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -47,6 +48,8 @@ def _fail(msg: str) -> NoReturn:
 def _actor(actor: str | None) -> str:
     if actor:
         return actor
+    if os.environ.get("USER"):
+        return os.environ["USER"]
     try:
         return getpass.getuser()
     except Exception:  # no $USER and no passwd entry (some containers)
