@@ -1,4 +1,4 @@
-"""The monitoring notebook executes headless, top to bottom, against a fresh small run folder."""
+"""The monitoring notebook executes headless, top to bottom, against a fresh demo run (issue 6 acceptance)."""
 
 from __future__ import annotations
 
@@ -13,53 +13,25 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "surveillance_das
 PLOTLY = "application/vnd.plotly.v1+json"
 
 
-def build_run(out: Path, *, seed: int = 3, trades: int = 3000) -> str:
-    """A small run folder like the demo's: tables, alerts.parquet, the store (and ML scores when available)."""
-    from market_surveillance.pipeline import detect_source, write_alerts
-    from market_surveillance.simulate import generate_to_dir
-
-    generate_to_dir(out, seed=seed, trades=trades)
-    result = detect_source(out)
-    write_alerts(result.alerts, out / "alerts.parquet")
-    db_url = f"sqlite:///{out / 'alerts.sqlite'}"
-    try:
-        from market_surveillance.store import record_detection
-    except ImportError:  # store not available: the notebook falls back to alerts.parquet
-        pass
-    else:
-        record_detection(
-            db_url, result, data_source=str(out), config_path=None, csv_snapshot=out / "alerts.csv"
-        )
-    try:
-        from market_surveillance.io.canonical import open_dir
-        from market_surveillance.ml import score_accounts, write_scores
-    except ImportError:
-        pass
-    else:
-        _, tables, _ = open_dir(out, validate=False)
-        write_scores(score_accounts(tables), out)
-    return db_url
-
-
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.NotebookNode, Path]:
-    run = tmp_path_factory.mktemp("run")
-    db_url = build_run(run)
+def executed(demo_dir: Path) -> tuple[nbformat.NotebookNode, Path]:
+    """The notebook executed on the shared fresh demo run (seed 7, ``--scale small``; see conftest)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    env = {"MS_DATA_DIR": str(run), "MS_DB_URL": db_url}
+    env = {"MS_DATA_DIR": str(demo_dir), "MS_DB_URL": f"sqlite:///{demo_dir / 'alerts.sqlite'}"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment: the first cell reads these
     try:
-        NotebookClient(
-            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(run)}}
-        ).execute()
+        client = NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(demo_dir)}}
+        )
+        client.execute()
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return nb, run
+    return nb, demo_dir
 
 
 def _figures(nb: nbformat.NotebookNode) -> dict[str, list[str]]:
