@@ -392,7 +392,7 @@ def test_ml_rule_too_few_accounts_or_empty_gives_no_alerts():
 
 def test_ml_rule_candidates_match_run_and_asset_params_refused():
     tables = _tables(_population(2))
-    rule = MLAnomaly()
+    rule = MLAnomaly(MLAnomalyParams(n_estimators=50))  # fewer trees: SHAP's set-up cost grows with them
     cand = rule.candidates(tables, rule.params).to_pyarrow()
     assert cand.num_rows == rule.run(tables).num_rows
     with pytest.raises(ValueError, match="per-asset"):
@@ -407,7 +407,7 @@ def test_ml_rule_other_pyod_model_by_name_runs():
 
 def test_ml_write_scores_round_trip_and_account_auc(tmp_path):
     data = _population(0)
-    scores = score_accounts(_tables(data))
+    scores = score_accounts(_tables(data), MLAnomalyParams(n_estimators=50))
     csv, parquet = write_scores(scores, tmp_path)
     back = pd.read_parquet(parquet)
     assert list(back["account_id"]) == list(scores["account_id"])
