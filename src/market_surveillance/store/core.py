@@ -394,7 +394,7 @@ class Store:
         (naive means UTC); ``status`` is ``new`` (in no case) or a case status (in a case with that status).
         """
         a, ca, c = db.alerts, db.case_alerts, db.cases
-        q = sa.select(a)
+        q = sa.select(*(a.c[n] for n in STORED_ALERT_SCHEMA.names if n != "case_ids"))
         if rule is not None:
             q = q.where(sa.or_(a.c.rule_id == rule, a.c.rule_name == rule))
         if asset is not None:
@@ -424,19 +424,20 @@ class Store:
             return rows, links
 
         rows, links = self._read(read)
-        cols: dict[str, list[Any]] = {name: [] for name in STORED_ALERT_SCHEMA.names}
-        for row in rows:
-            m = row._mapping
-            for name in STORED_ALERT_SCHEMA.names:
-                if name == "case_ids":
-                    cols[name].append(links.get(m["alert_id"], []))
-                elif name in LIST_COLUMNS:
-                    cols[name].append(json.loads(m[name]))
-                elif name in ("value", "threshold"):
-                    cols[name].append(math.nan if m[name] is None else m[name])
-                else:
-                    cols[name].append(m[name])
-        return pa.table(cols, schema=STORED_ALERT_SCHEMA)
+        names = [n for n in STORED_ALERT_SCHEMA.names if n != "case_ids"]
+        columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {n: () for n in names}
+        arrays: dict[str, Any] = {}
+        for name in names:
+            values = columns[name]
+            if name in LIST_COLUMNS:
+                # one decode of a JSON array of all rows' lists is ~5x faster than one call per row
+                arrays[name] = json.loads("[" + ",".join(values) + "]")
+            elif name in ("value", "threshold"):  # NULL in the database is a NaN in the contract
+                arrays[name] = pa.array(values, pa.float64()).fill_null(math.nan)
+            else:
+                arrays[name] = values
+        arrays["case_ids"] = [links.get(x, []) for x in columns["alert_id"]]
+        return pa.table(arrays, schema=STORED_ALERT_SCHEMA)
 
     def alert_count(self) -> int:
         return self._read(lambda c: c.execute(sa.select(sa.func.count()).select_from(db.alerts)).scalar_one())
