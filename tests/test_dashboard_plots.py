@@ -13,6 +13,7 @@ from market_surveillance.dashboard.plots import (
     aggressor_volume_figure,
     alert_counts_figure,
     alert_figures,
+    alert_summary,
     imbalance_figure,
     pick_alert,
     price_figure,
@@ -240,3 +241,11 @@ def test_imbalance_figure_long_window_is_sampled_coarser():
     assert len(fig.data[0].x) <= 101
     # default 1 s: window 60-90 s padded by 30 s → samples at 30, 31, ..., 120 s
     assert len(imbalance_figure(_alert(), _orders(), pad=PAD).data[0].x) == 91
+
+
+def test_alert_summary_pandas_row_lists_fields_and_evidence_counts():
+    row = _alerts([_alert()]).to_pandas().iloc[0]
+    s = alert_summary(row)
+    assert s["rule_name"] == "self-trade" and s["accounts"] == ["acct"]
+    assert s["evidence_trade"] == "1 id(s)" and s["evidence_order"] == "1 id(s)"
+    assert s["explanation"] is None

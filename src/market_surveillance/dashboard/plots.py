@@ -24,6 +24,7 @@ __all__ = [
     "aggressor_volume_figure",
     "alert_counts_figure",
     "alert_figures",
+    "alert_summary",
     "alert_window",
     "as_frame",
     "imbalance_figure",
@@ -212,6 +213,34 @@ def pick_alert(alerts: Any, *, prefer: str = "evidence_trade_ids") -> dict[str, 
     row = pool.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable").iloc[0]
     # list columns come back from Arrow as numpy arrays: plain lists are safe to test for truth and print
     return _alert(row)
+
+
+_SUMMARY = (
+    "alert_id",
+    "rule_id",
+    "rule_name",
+    "typology",
+    "asset",
+    "venue",
+    "accounts",
+    "window_start",
+    "window_end",
+    "metric",
+    "value",
+    "threshold",
+    "score",
+    "explanation",
+    "case_ids",
+)
+
+
+def alert_summary(alert: Mapping[str, Any] | pd.Series) -> pd.Series:
+    """The fields an analyst reads first, with evidence counts, as a one-column table for display."""
+    a = _alert(alert)
+    out = {k: a[k] for k in _SUMMARY if k in a}
+    for k in ("evidence_trade_ids", "evidence_order_ids"):
+        out[k.replace("_ids", "")] = f"{len(a.get(k) or [])} id(s)"
+    return pd.Series(out, name="alert", dtype=object)
 
 
 # -- one alert ---------------------------------------------------------------------------------
