@@ -35,10 +35,11 @@ def spark_available() -> None:
 
 
 def _rows(path: Path) -> list[dict]:
-    t = read_alerts(path)
-    rows = t.drop_columns(["score"]).to_pylist()
-    for r, s in zip(rows, t["score"].to_pylist(), strict=True):
-        r["score"] = round(s, 6)
+    """Alerts sorted by id with floats to 9 significant digits (engines sum in different orders)."""
+    rows = read_alerts(path).to_pylist()
+    for r in rows:
+        for col in ("value", "score", "threshold"):
+            r[col] = float(f"{r[col]:.9g}")
     return sorted(rows, key=lambda r: r["alert_id"])
 
 

@@ -52,11 +52,22 @@ def _both(spark, data: dict[str, pa.Table]) -> tuple[Tables, Tables]:
     return duck, spk
 
 
-def _comparable(t: pa.Table) -> list[dict]:
-    rows = t.drop_columns(["score"]).to_pylist()
-    for r, s in zip(rows, t["score"].to_pylist(), strict=True):
-        r["score"] = round(s, 6)
-    return sorted(rows, key=lambda r: r["alert_id"])
+FLOATS = ("value", "score", "threshold")
+
+
+def assert_same_alerts(duck: pa.Table, spark: pa.Table) -> None:
+    """Identical alert sets: ids, entity, window and evidence exactly; floats to 1e-9 relative.
+
+    Running sums (e.g. the trailing σ of MS003) add the same numbers in a different order on each engine,
+    so ``value``/``score`` can differ in the last bits (measured ≈1e-11 relative).
+    """
+    a = sorted(duck.to_pylist(), key=lambda r: r["alert_id"])
+    b = sorted(spark.to_pylist(), key=lambda r: r["alert_id"])
+    exact = [[{k: v for k, v in r.items() if k not in FLOATS} for r in rows] for rows in (a, b)]
+    assert exact[0] == exact[1]
+    for ra, rb in zip(a, b, strict=True):
+        for col in FLOATS:
+            assert ra[col] == pytest.approx(rb[col], rel=1e-9, abs=1e-12), (ra["alert_id"], col)
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +86,10 @@ def small_tables(spark) -> tuple[Tables, Tables]:
 @pytest.mark.parametrize("cls", RULES, ids=[c.name for c in RULES])
 def test_rule_parity_duckdb_spark_mini(mini_tables, cls: type[Rule]):
     duck, spk = mini_tables
-    assert _comparable(cls().run(duck)) == _comparable(cls().run(spk))
+    assert_same_alerts(cls().run(duck), cls().run(spk))
 
 
 @pytest.mark.parametrize("cls", RULES, ids=[c.name for c in RULES])
 def test_rule_parity_duckdb_spark_small_scale(small_tables, cls: type[Rule]):
     duck, spk = small_tables
-    a, b = cls().run(duck), cls().run(spk)
-    assert _comparable(a) == _comparable(b)
+    assert_same_alerts(cls().run(duck), cls().run(spk))
