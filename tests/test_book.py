@@ -226,6 +226,7 @@ def test_book_levels_random_sequences_equal_reference_replay(events, n_levels):
     for us, book in want.items():
         assert got.get(us, {"buy": [], "sell": []}) == book, f"t={us / US}s"
     imb = book_imbalance(tb.orders(events), n_levels=n_levels, every=None).to_pylist()
+    assert len(imb) == len(want)  # one row per event timestamp, empty books included
     for r in imb:
         us = (r["ts"] - tb.T0) // dt.timedelta(microseconds=1)
         bid = sum(q for _, q in want[us]["buy"])
@@ -234,6 +235,25 @@ def test_book_levels_random_sequences_equal_reference_replay(events, n_levels):
             assert r["imbalance"] is None
         else:
             assert math.isclose(r["imbalance"], (bid - ask) / (bid + ask))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=_sequences(), step=st.sampled_from([0.5, 2.5, 4.0]))
+def test_book_imbalance_grid_samples_equal_replay_state_at_last_earlier_event(events, step):
+    want = _replay(events, 2)
+    event_us = sorted(want)
+    imb = book_imbalance(tb.orders(events), n_levels=2, every=step).to_pylist()
+    step_us = round(step * US)
+    t0_us = (tb.T0 - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    assert t0_us % step_us == 0  # so grid points are event-relative multiples of the step below
+    first, last = event_us[0], event_us[-1]
+    grid = list(range(-(-first // step_us) * step_us, last + 1, step_us))
+    assert [(r["ts"] - tb.T0) // dt.timedelta(microseconds=1) for r in imb] == grid
+    for r, g in zip(imb, grid, strict=True):
+        state = want[max(u for u in event_us if u <= g)]
+        bid = sum(q for _, q in state["buy"])
+        ask = sum(q for _, q in state["sell"])
+        assert (r["bid_qty"], r["ask_qty"]) == (bid, ask), f"t={g / US}s"
 
 
 def test_book_levels_unaligned_start_samples_on_step_multiples_inside_window():
