@@ -61,6 +61,31 @@ def spaced_times(
     return (start_us + np.cumsum(gaps)).astype(np.int64)
 
 
+# Background market makers quote off the venue path as it was at their last refresh, which can be up
+# to ~20 minutes old on a sparse book: an order meant to rest untouched has to stay behind every
+# price the path took over that span (and over its own life), or it would cross a stale quote.
+STALE_QUOTE_US = 20 * MINUTE_US
+# an order priced at the venue price and filled this soon never leaves a crossed book for long
+GENUINE_REST_US = 800_000
+
+
+def passive_price(
+    ctx: SimContext, asset: str, venue: str, side: Side, ts_us: int, life_us: int, offset_bps: float
+) -> float:
+    """A limit price for an order that rests without trading (spoof, ladder level, pulled quote).
+
+    A bid goes ``offset_bps`` below the lowest path price of the last :data:`STALE_QUOTE_US` and of the
+    order's life, an offer the same distance above the highest: it can neither cross a background
+    quote (all of them are quoted off the path within that span, on the far side of it) nor an
+    opposite order of the same account priced the same way.
+    """
+    i0, i1 = (int(i) for i in ctx.prices.index(np.array([ts_us - STALE_QUOTE_US, ts_us + life_us])))
+    path = ctx.prices.paths[(asset, venue)][i0 : i1 + 1]
+    if side is Side.BUY:
+        return float(path.min()) * (1 - offset_bps * 1e-4)
+    return float(path.max()) * (1 + offset_bps * 1e-4)
+
+
 def liquid_assets(ctx: SimContext) -> list[str]:
     """Assets with a deep book (majors); the thin token is reserved for pump & dump and concentration."""
     names = [a.asset for a in ctx.universe.assets if not a.thin]

@@ -16,6 +16,7 @@ from market_surveillance.simulate.scenarios._common import (
     draw,
     draw_int,
     liquid_assets,
+    passive_price,
     pick,
     pick_slot,
     spaced_times,
@@ -31,6 +32,7 @@ def inject(
     span_min: Range = (10, 25),
     min_order_gap_s: float = 6.0,
     order_life_s: Range = (1, 20),
+    fill_after_s: Range = (0.2, 0.9),
     order_notional: Range = (1_000, 5_000),
     offset_bps: Range = (1, 6),
     baseline_hourly: Range = (20_000, 80_000),
@@ -48,7 +50,10 @@ def inject(
         Minutes over which the orders are placed (stretched so consecutive orders stay at least
         ``min_order_gap_s`` apart: the account must not also look like a message flood).
     order_life_s, order_notional, offset_bps
-        Lifetime, USD size and distance from the venue price of each order.
+        Lifetime, USD size and distance of each pulled order behind the venue's recent price range
+        (:func:`passive_price`: a pulled order never crosses a resting quote).
+    fill_after_s
+        The filled orders sit at the venue price and are hit this quickly by an innocent taker.
     """
     rng = ctx.rng("scenario:cancel_to_fill")
     ids: list[str] = []
@@ -69,12 +74,15 @@ def inject(
         for i, t in enumerate(spaced_times(rng, start, span, n, min_gap_us=gap)):
             t = int(t)
             side = Side.BUY if rng.random() < 0.5 else Side.SELL
-            px = ctx.price(a, v, t) * (1 - (1 if side is Side.BUY else -1) * draw(rng, offset_bps) * 1e-4)
-            oid = inj.new(t, acct, side, px, draw(rng, order_notional) / px)
-            t_end = t + int(draw(rng, order_life_s) * US)
+            notional = draw(rng, order_notional)
             if i in filled:
-                inj.hit(rng, t_end, oid)
+                px = ctx.price(a, v, t)
+                oid = inj.new(t, acct, side, px, notional / px)
+                inj.hit(rng, t + int(draw(rng, fill_after_s) * US), oid)
             else:
-                inj.cancel(t_end, oid)
+                life = int(draw(rng, order_life_s) * US)
+                px = passive_price(ctx, a, v, side, t, life, draw(rng, offset_bps))
+                oid = inj.new(t, acct, side, px, notional / px)
+                inj.cancel(t + life, oid)
         ids.append(inj.finish())
     return ids

@@ -9,6 +9,7 @@ from market_surveillance.enums import Segment, Side, Typology
 from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
     ACCOUNT_MARGIN_US,
+    GENUINE_REST_US,
     Injection,
     IntRange,
     Range,
@@ -16,6 +17,7 @@ from market_surveillance.simulate.scenarios._common import (
     draw_int,
     liquid_assets,
     opposite,
+    passive_price,
     pick,
     pick_slot,
     random_side,
@@ -30,7 +32,7 @@ def inject(
     count: int = 3,
     ladders: IntRange = (2, 4),
     levels: IntRange = (4, 8),
-    first_offset_bps: Range = (2, 6),
+    first_offset_bps: Range = (1, 5),
     step_bps: Range = (2, 8),
     place_gap_s: Range = (0.3, 3.0),
     hold_s: Range = (10, 45),
@@ -76,19 +78,28 @@ def inject(
         for gap in gaps:
             k = draw_int(rng, levels)
             px = ctx.price(a, v, t0)
-            offsets = draw(rng, first_offset_bps) + draw(rng, step_bps) * np.arange(k)
+            step = draw(rng, step_bps) * 1e-4
+            offsets = step * np.arange(k)
             place = t0 + np.cumsum([0] + [int(draw(rng, place_gap_s) * US) for _ in range(k - 1)])
             hold = max(1.0, min(draw(rng, hold_s), MAX_LIFETIME_S - (place[-1] - t0) / US - k * 0.5))
             cancel_at = int(place[-1]) + int(hold * US)
+            # the touch-side level stays behind the venue's recent range; the rest step away from it
+            top = passive_price(ctx, a, v, side, t0, cancel_at + k * US - t0, draw(rng, first_offset_bps))
             orders = [
-                inj.new(int(tp), acct, side, px * (1 - sign * off * 1e-4), draw(rng, level_notional) / px)
+                inj.new(int(tp), acct, side, top * (1 - sign * off), draw(rng, level_notional) / px)
                 for tp, off in zip(place, offsets, strict=True)
             ]
             # genuine interest on the other side, filled by an innocent taker while the ladder is live
             tg = int(place[-1]) + int(rng.uniform(0.2, 0.8) * (cancel_at - place[-1]))
             pg = ctx.price(a, v, tg)
             inj.provide(
-                rng, tg, acct, opposite(side), pg, draw(rng, genuine_notional) / pg, resting_delay_us=int(US)
+                rng,
+                tg,
+                acct,
+                opposite(side),
+                pg,
+                draw(rng, genuine_notional) / pg,
+                resting_delay_us=GENUINE_REST_US,
             )
             # pulled from the far end first, a few hundred ms apart
             for j, oid in enumerate(reversed(orders)):

@@ -27,7 +27,7 @@ def inject(
     count: int = 3,
     instructions: IntRange = (60, 150),
     burst_s: Range = (30, 55),
-    order_life_s: Range = (0.2, 2.0),
+    order_life_s: Range = (0.1, 0.9),
     fill_fraction: Range = (0.2, 0.35),
     order_notional: Range = (500, 3_000),
     offset_bps: Range = (1, 5),
@@ -42,8 +42,9 @@ def inject(
     instructions
         New + cancel instructions sent in the burst (rule: > 45 within 60 s). Fills are not instructions.
     burst_s
-        Seconds over which the orders are placed; each lives ``order_life_s`` more, so every instruction
-        falls inside one minute.
+        Seconds over which the orders are placed; each lives ``order_life_s`` more (under a second, as
+        a flooder's quotes do: near the price, they are gone before they could leave the book crossed),
+        so every instruction falls inside one minute.
     fill_fraction
         Share of the orders an innocent taker fills instead of being cancelled: a flooder still trades,
         which keeps this typology distinct from a pure cancel-to-fill pattern.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from market_surveillance.enums import Segment, Side, Typology
+from market_surveillance.enums import Segment, Typology
 from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
     ACCOUNT_MARGIN_US,
+    GENUINE_REST_US,
     Injection,
     IntRange,
     Range,
@@ -13,6 +14,7 @@ from market_surveillance.simulate.scenarios._common import (
     draw_int,
     liquid_assets,
     opposite,
+    passive_price,
     pick,
     pick_slot,
     random_side,
@@ -29,7 +31,7 @@ def inject(
     spoof_notional: Range = (100_000, 400_000),
     size_multiple: Range = (25, 60),
     lifetime_s: Range = (1, 3),
-    offset_bps: Range = (2, 10),
+    offset_bps: Range = (1, 8),
     genuine_delay_s: Range = (1, 20),
     genuine_notional: Range = (2_000, 10_000),
     baseline_hourly: Range = (20_000, 80_000),
@@ -48,7 +50,8 @@ def inject(
     lifetime_s
         Seconds before the spoof order is cancelled (rule: within 5 s, never filled).
     offset_bps
-        Distance of the spoof order from the venue price, on its own side (it must not cross).
+        Distance of the spoof order behind the venue's recent price range on its own side (see
+        :func:`passive_price`: it must never cross a resting quote, or it would trade).
     genuine_delay_s, genuine_notional
         The genuine opposite-side order rests this many seconds after the spoof appears and is filled by
         an innocent aggressor (rule: opposite-side trade within ±60 s).
@@ -66,18 +69,26 @@ def inject(
         acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
         inj = Injection(ctx, Typology.SPOOFING, a, v, [acct])
         side = random_side(rng)  # the spoofed side; the account really wants to trade the other one
-        sign = 1.0 if side is Side.BUY else -1.0
         for t in spaced_times(rng, start, span, n, min_gap_us=30 * US):
             t = int(t)
             px = ctx.price(a, v, t)
             qty = max(draw(rng, spoof_notional) / px, draw(rng, size_multiple) * spec.typical_qty)
-            spoof = inj.new(t, acct, side, px * (1 - sign * draw(rng, offset_bps) * 1e-4), qty)
-            inj.cancel(t + int(draw(rng, lifetime_s) * US), spoof)
+            life = int(draw(rng, lifetime_s) * US)
+            spoof = inj.new(
+                t, acct, side, passive_price(ctx, a, v, side, t, life, draw(rng, offset_bps)), qty
+            )
+            inj.cancel(t + life, spoof)
             # the genuine order sits at the venue price on the other side and an innocent taker hits it
             tg = t + int(draw(rng, genuine_delay_s) * US)
             pg = ctx.price(a, v, tg)
             inj.provide(
-                rng, tg, acct, opposite(side), pg, draw(rng, genuine_notional) / pg, resting_delay_us=int(US)
+                rng,
+                tg,
+                acct,
+                opposite(side),
+                pg,
+                draw(rng, genuine_notional) / pg,
+                resting_delay_us=GENUINE_REST_US,
             )
         ids.append(inj.finish())
     return ids
