@@ -142,6 +142,16 @@ def test_triage_widget_actions_without_case_or_selection_do_nothing(store):
     assert store.cases() == []
 
 
+def test_triage_widget_add_selected_alerts_to_open_case(store):
+    w = TriageWidget(store, actor="alice")
+    w.selection.value = ("a-wash-1",)
+    w.on_open_case()
+    w.selection.value = ("a-wash-2", "a-spoof-1")
+    w.on_add_alerts()
+    assert sorted(store.case(w.case_id).alert_ids) == ["a-spoof-1", "a-wash-1", "a-wash-2"]
+    assert [e.action for e in store.history(w.case_id)].count("add_alerts") == 2
+
+
 def test_triage_widget_picking_a_stored_case_shows_its_history(store):
     case_id = store.open_case("from the CLI", ["a-wash-1"], "carol")
     w = TriageWidget(store, actor="alice")

@@ -7,7 +7,7 @@ screen: the alert list is re-read from the store whenever the filters change or 
 case panel (case + audit history) is re-read after every action, so what the analyst sees is what the store
 holds — and what any other analyst sees.
 
-The handlers (``on_filter``, ``on_open_case``, ``on_pick_case``, ``on_assign``, ``on_comment``,
+The handlers (``on_filter``, ``on_open_case``, ``on_add_alerts``, ``on_pick_case``, ``on_assign``, ``on_comment``,
 ``on_set_status``, ``on_close``) take the triggering event as their only argument and may be called directly
 (the tests do).
 """
@@ -72,6 +72,7 @@ class TriageWidget:
             options=[p.value for p in CasePriority], value=CasePriority.MEDIUM.value, description="priority"
         )
         self.open_button = w.Button(description="Open case", button_style="primary")
+        self.add_button = w.Button(description="Add to case")
         self.case_pick = w.Dropdown(options=[], description="case")
         self.assignee = w.Text(placeholder="analyst id", description="assignee")
         self.assign_button = w.Button(description="Assign")
@@ -93,6 +94,7 @@ class TriageWidget:
         self.case_pick.observe(self.on_pick_case, names="value")
         buttons: list[tuple[w.Button, Callable[[Any], None]]] = [
             (self.open_button, self.on_open_case),
+            (self.add_button, self.on_add_alerts),
             (self.assign_button, self.on_assign),
             (self.comment_button, self.on_comment),
             (self.status_button, self.on_set_status),
@@ -106,7 +108,7 @@ class TriageWidget:
                 w.HBox([self.rule, self.typology, self.asset]),
                 w.HBox([self.alert_status, self.min_score, self.actor]),
                 self.selection,
-                w.HBox([self.title, self.priority, self.open_button]),
+                w.HBox([self.title, self.priority, self.open_button, self.add_button]),
                 w.HTML("<b>Case</b>"),
                 self.case_pick,
                 w.HBox([self.assignee, self.assign_button]),
@@ -250,6 +252,18 @@ class TriageWidget:
 
         if self._act(f"open case on {len(alert_ids)} alert(s)", call):
             self.title.value = self.comment_text.value = ""
+
+    def on_add_alerts(self, event: Any = None) -> None:
+        """Attach the selected alerts to the case on screen."""
+        alert_ids = list(self.selection.value)
+        if not alert_ids:
+            self._say("select at least one alert", error=True)
+        elif self._need_case():
+            case_id = self.case_id
+            self._act(
+                f"add {len(alert_ids)} alert(s)",
+                lambda: self.store.add_alerts(case_id, alert_ids, self.actor.value, self._comment()),
+            )
 
     def on_pick_case(self, change: Any = None) -> None:
         """Show another stored case."""
