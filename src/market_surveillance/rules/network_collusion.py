@@ -58,14 +58,14 @@ def account_clusters(network: ir.Table) -> pa.Table:
     graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)
-    # a cluster is named by its smallest account id, so names do not depend on scipy's numbering
-    names = {}
-    for i in np.argsort(accounts):
-        names.setdefault(labels[i], accounts[i])
+    # a cluster is named by its smallest account id, so names do not depend on scipy's numbering;
+    # np.unique sorted the accounts, so each label's first occurrence is its smallest account
+    _, first = np.unique(labels, return_index=True)
+    names = accounts[first]
     return pa.table(
         {
             "account_id": pa.array(accounts.tolist(), pa.string()),
-            "cluster": pa.array([names[lbl] for lbl in labels], pa.string()),
+            "cluster": pa.array(names[labels].tolist(), pa.string()),
             "cluster_size": pa.array(sizes[labels].astype(np.int64)),
         }
     )
