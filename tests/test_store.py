@@ -223,3 +223,41 @@ def test_store_snapshot_written_atomically_holds_all_alerts(tmp_path, make_alert
         path = store.write_snapshot(tmp_path / "snap.csv")
     assert read_alerts(path).num_rows == 5
     assert [p.name for p in Path(tmp_path).iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _locked() -> sa.exc.OperationalError:
+    import sqlite3
+
+    return sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+
+
+def test_store_write_retries_transient_lock_then_succeeds(tmp_path, monkeypatch):
+    from market_surveillance.store import core
+
+    monkeypatch.setattr(core.time, "sleep", lambda s: None)
+    engine = core._make_engine(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    calls: list[int] = []
+
+    def flaky(conn: sa.Connection) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _locked()
+        return "done"
+
+    assert core._run_tx(engine, flaky, write=True) == "done"
+    assert len(calls) == 3
+
+
+def test_store_write_non_transient_error_not_retried(tmp_path):
+    from market_surveillance.store import core
+
+    engine = core._make_engine(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    calls: list[int] = []
+
+    def broken(conn: sa.Connection) -> None:
+        calls.append(1)
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    with pytest.raises(sa.exc.OperationalError, match="no_such_table"):
+        core._run_tx(engine, broken, write=True)
+    assert len(calls) == 1

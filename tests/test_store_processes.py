@@ -136,3 +136,22 @@ def _commenter(url: str, case_id: str, go: mp.synchronize.Event, actor: str) -> 
     with Store.open(url) as store:
         for k in range(10):
             store.comment(case_id, f"{actor} note {k}", actor)
+
+
+def _opener(url: str, go: mp.synchronize.Event) -> None:
+    go.wait(JOIN_TIMEOUT)
+    Store.open(url).dispose()
+
+
+def test_store_first_open_from_several_processes_migrates_once(store_url):
+    """Processes racing to create the schema of an empty database all succeed (migrations serialised)."""
+    go = CTX.Event()
+    procs = [CTX.Process(target=_opener, args=(store_url, go)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(JOIN_TIMEOUT)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    with Store.open(store_url) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
