@@ -36,5 +36,5 @@ def test_load_run_without_store_reads_alerts_parquet_and_does_not_create_db(tmp_
 
 
 def test_load_run_missing_folder_says_how_to_make_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="market-surveillance demo"):
+    with pytest.raises(FileNotFoundError, match="make demo"):
         load_run(tmp_path / "nope")
