@@ -7,6 +7,8 @@ background flow.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -557,3 +559,30 @@ def test_spoofing_pinned_lifetime_is_respected() -> None:
         new = mine[mine.event == "new"].set_index("order_id").ts_us
         canc = mine[mine.event == "cancel"].set_index("order_id").ts_us
         assert np.allclose((canc - new.loc[canc.index]).to_numpy(), 4.5 * US, atol=1)
+
+
+@functools.cache
+def _shared_ctx(seed: int) -> SimContext:
+    """A context only read by a test (never injected into), built once per seed."""
+    return make_ctx(seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2),
+    minute=st.integers(0, 24 * 60 - 1),
+    life_s=st.floats(0.1, 120.0),
+    offset=st.floats(0.0, 20.0),
+)
+def test_passive_price_behind_recent_path_range(seed: int, minute: int, life_s: float, offset: float) -> None:
+    """A resting order never crosses a quote made off the path in the last 20 min or during its life."""
+    from market_surveillance.enums import Side
+    from market_surveillance.simulate.scenarios._common import STALE_QUOTE_US, passive_price
+
+    ctx = _shared_ctx(seed)
+    t = DAY0_US + minute * MIN_US
+    life = int(life_s * US)
+    i0, i1 = ctx.prices.index(np.array([t - STALE_QUOTE_US, t + life]))
+    path = ctx.prices.paths[("ETH-USD", "EXB")][i0 : i1 + 1]
+    assert passive_price(ctx, "ETH-USD", "EXB", Side.BUY, t, life, offset) <= path.min()
+    assert passive_price(ctx, "ETH-USD", "EXB", Side.SELL, t, life, offset) >= path.max()
