@@ -184,18 +184,11 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     card = score(read_alerts(alerts_path), labels, tolerance_s)
     for candidate in (data_dir / "ml_scores.parquet", Path(alerts_path).parent / "ml_scores.parquet"):
         if candidate.exists():
-            card.extra["ml_account_auc"] = account_auc(pd.read_parquet(candidate), labels)
+            from market_surveillance.ml.evaluate import account_auc
+
+            try:
+                card.extra["ml_account_auc"] = account_auc(pd.read_parquet(candidate), labels)
+            except ValueError as exc:  # AUC undefined (no labelled account among the scores)
+                card.extra["ml_account_auc"] = f"n/a: {exc}"
             break
     return card
-
-
-def account_auc(scores: pd.DataFrame, labels: pa.Table | pd.DataFrame) -> float | None:
-    """ROC AUC of per-account anomaly scores against the set of labelled manipulator accounts."""
-    from sklearn.metrics import roc_auc_score
-
-    lab = labels.to_pandas() if isinstance(labels, pa.Table) else labels
-    bad = {acc for accs in lab["accounts"] for acc in (accs if accs is not None else [])}
-    y = scores["account_id"].isin(bad).to_numpy()
-    if y.all() or not y.any():
-        return None
-    return float(roc_auc_score(y, scores["score"].to_numpy()))
