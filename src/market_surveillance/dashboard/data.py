@@ -95,7 +95,9 @@ def load_run(
 
     d, url = run_paths(data_dir, db_url)
     if not d.is_dir():
-        raise FileNotFoundError(f"data folder {d} does not exist: run `make demo` (python -m market_surveillance.main) first")
+        raise FileNotFoundError(
+            f"data folder {d} does not exist: run `make demo` (python -m market_surveillance.main) first"
+        )
     _, tables, _ = open_dir(d, validate=validate)
     store = _open_store(url)
     return RunData(d, url, tables, _alerts(d, store), _scores(d), store)
