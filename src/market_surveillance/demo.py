@@ -50,10 +50,11 @@ def run_demo(out_dir: str | Path = "data", seed: int = DEMO_SEED, scale: str = "
     console.print(f"run {run_id}: {result.alerts.num_rows} alerts → {db_path} and {out / 'alerts.csv'}")
 
     console.rule("[bold]4/5 ML scores[/bold]")
-    from market_surveillance.io.canonical import open_dir
+    scores = result.ml_scores
+    if scores is None:  # ml_anomaly disabled or skipped: score anyway, the notebook shows the ranking
+        from market_surveillance.io.canonical import open_dir
 
-    _, tables, _ = open_dir(tables_dir, validate=False)
-    scores = score_accounts(tables)
+        scores = score_accounts(open_dir(tables_dir, validate=False)[1])
     write_scores(scores, out)
     console.print(f"{len(scores)} accounts scored → {out / 'ml_scores.csv'}")
 

@@ -30,6 +30,8 @@ class RuleRun:
 class DetectResult:
     alerts: pa.Table
     runs: list[RuleRun] = field(default_factory=list)
+    #: every account's anomaly score when the ML rule ran (see ml.rule.score_accounts)
+    ml_scores: Any = None
     #: per input table: rows read, accepted and quarantined (adapters fill it)
     input_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -47,6 +49,7 @@ def run_rules(
     """Run each rule that can run on the data; rules that cannot are recorded as skipped with why."""
     results: list[pa.Table] = []
     runs: list[RuleRun] = []
+    result_scores = None
     for rule in rules:
         if on_rule is not None:
             on_rule(rule)
@@ -60,9 +63,11 @@ def run_rules(
             run.seconds = time.perf_counter() - start
             run.alerts = alerts.num_rows
             results.append(alerts)
+            if getattr(rule, "scores_", None) is not None:
+                result_scores = rule.scores_
         runs.append(run)
     alerts = pa.concat_tables(results) if results else ALERT_SCHEMA.empty_table()
-    return DetectResult(alerts, runs)
+    return DetectResult(alerts, runs, ml_scores=result_scores)
 
 
 def detect_source(

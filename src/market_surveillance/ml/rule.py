@@ -100,6 +100,10 @@ def score_accounts(t: Mapping[str, ir.Table], params: MLAnomalyParams | None = N
     ``explanation``, ``first_ts``, ``last_ts`` and the feature values of :data:`FEATURES`.
     """
     scored, _ = _score(t, params or MLAnomalyParams())
+    return _score_table(scored)
+
+
+def _score_table(scored: pd.DataFrame) -> pd.DataFrame:
     cols = ["score", "is_anomaly", "rank", "top_features", "explanation", "first_ts", "last_ts", *FEATURES]
     return scored[cols].reset_index().sort_values("rank", kind="stable").reset_index(drop=True)
 
@@ -171,6 +175,8 @@ class MLAnomaly(Rule):
 
     def _raw(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> pa.Table:
         scored, threshold = _score(t, p)
+        # every account's score, kept like a fitted estimator's attribute so callers need not score twice
+        self.scores_ = _score_table(scored)
         flagged = scored[scored["is_anomaly"]].sort_values("rank", kind="stable")
         if flagged.empty:
             return pa.table(
