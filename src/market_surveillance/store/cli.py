@@ -18,7 +18,9 @@ from rich.table import Table
 from market_surveillance.store.errors import StoreError
 
 if TYPE_CHECKING:  # imported when a command runs: keeps `market-surveillance --help` fast
-    from market_surveillance.store.core import Store
+    import pyarrow as pa
+
+    from market_surveillance.store.core import Case, Store
 
 console = Console()
 alerts_app = typer.Typer(help="Stored alerts and detection runs.", no_args_is_help=True)
@@ -241,7 +243,7 @@ def cases_close(
 def cases_show(case_id: str, db: DbOpt = None) -> None:
     """A case and its alerts."""
 
-    def read(s: Store) -> tuple[object, object]:
+    def read(s: Store) -> tuple[Case, pa.Table]:
         case = s.case(case_id)
         return case, s.alerts(alert_ids=list(case.alert_ids))
 
@@ -254,7 +256,7 @@ def cases_show(case_id: str, db: DbOpt = None) -> None:
         )
     console.print(head)
     table = Table("alert_id", "rule", "asset", "accounts", "window start", "score", title="alerts")
-    for r in alerts.to_pylist():  # type: ignore[attr-defined]
+    for r in alerts.to_pylist():
         table.add_row(
             r["alert_id"],
             r["rule_name"],
