@@ -261,3 +261,11 @@ def test_store_write_non_transient_error_not_retried(tmp_path):
     with pytest.raises(sa.exc.OperationalError, match="no_such_table"):
         core._run_tx(engine, broken, write=True)
     assert len(calls) == 1
+
+
+def test_store_empty_run_recorded_complete_with_zero_alerts(store_url, make_alerts):
+    with Store.open(store_url) as store:
+        run_id = _record(store, make_alerts(0))
+        run = store.run(run_id)
+        assert (run.status, run.alerts_written, store.alert_count()) == ("complete", 0, 0)
+        assert store.alerts().schema == STORED_ALERT_SCHEMA

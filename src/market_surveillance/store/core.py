@@ -199,7 +199,8 @@ def _alert_rows(alerts: pa.Table) -> list[dict[str, Any]]:
         r["score"] = _finite(r["score"]) or 0.0
         r["value"], r["threshold"] = _finite(r["value"]), _finite(r["threshold"])
         rows[r["alert_id"]] = r
-    return list(rows.values())
+    # a fixed lock order: two runs upserting overlapping alerts on PostgreSQL cannot deadlock each other
+    return [rows[k] for k in sorted(rows)]
 
 
 def _case(row: Any, alert_ids: Iterable[str]) -> Case:
