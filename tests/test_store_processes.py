@@ -155,3 +155,20 @@ def test_store_first_open_from_several_processes_migrates_once(store_url):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     with Store.open(store_url) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+
+
+def test_store_two_detection_processes_overlapping_alerts_no_duplicates(store_url, make_alerts):
+    """Two detection runs writing mostly the same alerts at once: each alert stored once, both runs complete."""
+    with Store.open(store_url) as store:
+        store.record_run(make_alerts(1), data_source="seed", config_hash="h")
+    go = CTX.Event()
+    procs = [CTX.Process(target=_detector, args=(store_url, make_alerts, go, 3)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(JOIN_TIMEOUT)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Store.open(store_url) as store:
+        assert store.alert_count() == 1 + 300 + 200 * 2
+        assert [r.status for r in store.runs()] == ["complete"] * 7
