@@ -586,3 +586,21 @@ def test_passive_price_behind_recent_path_range(seed: int, minute: int, life_s: 
     path = ctx.prices.paths[("ETH-USD", "EXB")][i0 : i1 + 1]
     assert passive_price(ctx, "ETH-USD", "EXB", Side.BUY, t, life, offset) <= path.min()
     assert passive_price(ctx, "ETH-USD", "EXB", Side.SELL, t, life, offset) >= path.max()
+
+
+def test_book_makers_match_background_population_books() -> None:
+    """Large tickets go to the makers of the right book: the inference from the crowd's layout agrees
+    with the background population (or ``SimContext.makers`` when filled)."""
+    from market_surveillance.simulate.background import create_population
+    from market_surveillance.simulate.context import component_rng
+    from market_surveillance.simulate.scenarios._common import book_makers
+    from market_surveillance.simulate.universe import Population, default_universe
+
+    ss = np.random.SeedSequence(1)
+    u = default_universe()
+    ctx = SimContext(u, PricePaths(u, component_rng(ss, "prices")), Accounts(), Tape(), Labels(), ss)
+    bg = create_population(ctx, Population.for_trades(3_000), ctx.rng("population"))
+    for (asset, venue), ids in bg.makers.items():
+        assert book_makers(ctx, asset, venue) == list(ids)
+    ctx.makers = {("BTC-USD", "EXA"): ["MM-X"]}
+    assert book_makers(ctx, "BTC-USD", "EXA") == ["MM-X"]
