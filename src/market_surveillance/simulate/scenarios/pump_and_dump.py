@@ -80,8 +80,9 @@ def inject(
         ``ramp_min`` minutes, a plateau, a linear decay back. A slow smooth ramp would drag the
         trailing mean along and hide the move from a z-score, which is not how these schemes look.
     rush_trades, crowd_share, crowd_notional
-        Aggressive buys during the ramp and plateau; ``crowd_share`` of them come from innocent retail
-        accounts (small tickets), the rest from the manipulators, all against market makers.
+        Aggressive buys during the ramp and plateau; on the ramp ``crowd_share`` of them come from
+        innocent retail accounts (small tickets) and the rest from the manipulators, on the plateau
+        only from the crowd; the crowd lifts the book's market makers.
     dump_trades
         Sells by which the manipulators unload everything they bought, from the peak into the decay.
     """
@@ -129,15 +130,16 @@ def inject(
             rng, t_pump + jump * g, ramp - jump * g + hold // 2, draw_int(rng, rush_trades), min_gap_us=2 * US
         )
         retail = ctx.crowd.get(Segment.RETAIL.value)
+        t_peak = t_pump + ramp
         for t in rush:
-            if retail and rng.random() < share:
+            # manipulators chase only on the way up; on the plateau the crowd buys what they dump
+            if retail and (t >= t_peak or rng.random() < share):
                 buyer = ctx.crowd_account(rng, Segment.RETAIL)
                 _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional), maker=True)
             else:
                 _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
 
         # 4. the dump: manipulators sell everything into the crowd from the peak into the decay
-        t_peak = t_pump + ramp
         n_dump = draw_int(rng, dump_trades)
         sellers = [gang[i % len(gang)] for i in range(max(n_dump, len(gang)))]
         rng.shuffle(sellers)
