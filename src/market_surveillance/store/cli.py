@@ -82,6 +82,17 @@ def _do(db: str | None, fn: Callable[[Store], _R]) -> _R:
             _fail(str(exc))
 
 
+def _table(*columns: str, title: str | None = None) -> Table:
+    """A Rich table whose id columns are never truncated (analysts copy them into the next command)."""
+    table = Table(title=title)
+    for col in columns:
+        if col.endswith("_id"):
+            table.add_column(col, no_wrap=True, min_width=len(col))
+        else:
+            table.add_column(col)
+    return table
+
+
 def _ts(x: object) -> str:
     return "" if x is None else f"{x:%Y-%m-%d %H:%M:%S}"
 
@@ -107,7 +118,7 @@ def alerts_list(
     """List stored alerts, oldest window first."""
     t = _do(db, lambda s: s.alerts(rule=rule, asset=asset, since=since, status=status))
     shown = t if limit <= 0 else t.slice(0, limit)
-    table = Table(
+    table = _table(
         "alert_id",
         "rule",
         "asset",
@@ -142,7 +153,7 @@ def alerts_list(
 def alerts_runs(db: DbOpt = None) -> None:
     """List detection runs, newest first."""
     runs = _do(db, lambda s: s.runs())
-    table = Table(
+    table = _table(
         "run_id", "started", "finished", "status", "alerts", "rules ran/skipped", "config", "data source"
     )
     for r in runs:
@@ -189,7 +200,7 @@ def cases_list(
 ) -> None:
     """List cases, most recently updated first."""
     cases = _do(db, lambda s: s.cases(status=status, assignee=assignee))
-    table = Table("case_id", "status", "priority", "assignee", "alerts", "updated", "title")
+    table = _table("case_id", "status", "priority", "assignee", "alerts", "updated", "title")
     for c in cases:
         table.add_row(
             c.case_id, c.status, c.priority, c.assignee or "", str(len(c.alert_ids)), _ts(c.updated), c.title
@@ -255,7 +266,7 @@ def cases_show(case_id: str, db: DbOpt = None) -> None:
             f"[bold]{name}[/bold]", _ts(value) if name in ("created", "updated") else str(value or "")
         )
     console.print(head)
-    table = Table("alert_id", "rule", "asset", "accounts", "window start", "score", title="alerts")
+    table = _table("alert_id", "rule", "asset", "accounts", "window start", "score", title="alerts")
     for r in alerts.to_pylist():
         table.add_row(
             r["alert_id"],
@@ -272,7 +283,7 @@ def cases_show(case_id: str, db: DbOpt = None) -> None:
 def cases_history(case_id: str, db: DbOpt = None) -> None:
     """A case's audit trail, oldest first."""
     events = _do(db, lambda s: s.history(case_id))
-    table = Table(
+    table = _table(
         "#", "at", "actor", "action", "field", "old", "new", "comment", title=f"history of {case_id}"
     )
     for e in events:
