@@ -80,10 +80,11 @@ def _start_throwaway_server(reason: str) -> tuple[str, list[str], Path]:
     data, log, port = root / "data", root / "server.log", _free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the packaged postgres user
-        shutil.chown(root, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     pg_ctl = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
     try:
+        if as_user:
+            shutil.chown(root, "postgres", "postgres")
         subprocess.run(
             [
                 *as_user,
@@ -109,7 +110,7 @@ def _start_throwaway_server(reason: str) -> tuple[str, list[str], Path]:
             capture_output=True,
             text=True,
         )
-    except (subprocess.CalledProcessError, OSError) as exc:
+    except (subprocess.CalledProcessError, OSError, LookupError) as exc:
         detail = getattr(exc, "stderr", "") or ""
         if log.exists():
             detail += log.read_text()[-2000:]
