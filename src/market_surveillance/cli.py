@@ -159,5 +159,30 @@ from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
 
+@app.command("import")
+def import_(
+    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | canonical")],
+    src: Annotated[Path, typer.Argument(help="source file or folder")],
+    out: Annotated[Path, typer.Option(help="canonical folder to write (<table>.parquet)")],
+    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    venue: Annotated[str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
+    ] = None,
+) -> None:
+    """Convert exchange exports / public market data into a canonical folder, validating every row."""
+    from market_surveillance.io.adapters import import_source
+    from market_surveillance.schema import SchemaError
+
+    try:
+        counts = import_source(src, fmt, out, date=date, venue=venue, quarantine_dir=quarantine)
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table("table", "counts", title=f"imported {src} into {out}")
+    for name, c in counts.items():
+        table.add_row(name, ", ".join(f"{k}={v:,}" for k, v in c.items()))
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

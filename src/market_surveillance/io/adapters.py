@@ -122,7 +122,7 @@ def _screen(
     tagged = f"{view}__tagged"
     expr = f"CASE {cases} END" if checks else "NULL"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {tagged} AS SELECT *, {expr} AS __bad FROM {view}")
-    n_in, n_bad = con.execute(f"SELECT count(*), count(__bad) FROM {tagged}").fetchone()  # type: ignore[misc]
+    n_in, n_bad = con.execute(f"SELECT count(*), count(__bad) FROM {tagged}").fetchall()[0]
     split.rows_in += int(n_in)
     if n_bad:
         if not quarantine:
@@ -384,7 +384,7 @@ def _lobster(
     halts, pre = con.execute(
         f"SELECT count(*) FILTER (WHERE __type = 7), "
         f"count(*) FILTER (WHERE __type IN (2, 3) AND NOT ({known})) FROM {good}"
-    ).fetchone()  # type: ignore[misc]
+    ).fetchall()[0]
     skipped = {"skipped_trading_halt": int(halts), "skipped_cancel_of_order_before_file": int(pre)}
     return con, orders_sql, trades_sql, split, skipped
 
