@@ -75,6 +75,7 @@ def create_population(ctx: SimContext, pop: Population, rng: np.random.Generator
         for venue in ctx.universe.venues:
             ids = [ctx.accounts.add(Segment.MARKET_MAKER, 0.0) for _ in range(pop.market_makers_per_book)]
             out.makers[(asset.asset, venue)] = ids
+            ctx.makers[(asset.asset, venue)] = ids
             mms += ids
     ctx.crowd[Segment.MARKET_MAKER.value] = mms
     return out
