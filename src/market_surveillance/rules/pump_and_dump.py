@@ -1,0 +1,182 @@
+"""MS015 pump_and_dump — a burst of buying on an asset that ramps its price, then fades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+def bars(trades: ir.Table, bucket_s: int) -> ir.Table:
+    """Per asset and ``bucket_s`` bucket (aligned to the epoch): trade count, notional, aggressive-buy
+    count, first/last/high/low price and the first and last print time. Buckets without trades are
+    absent; windows over them are range windows on the integer ``bucket`` so gaps count as empty."""
+    tr = trades.mutate(bucket=trades.ts_us // int(bucket_s * US))
+    w = ibis.window(group_by=[tr.asset, tr.bucket], order_by=[tr.ts_us, tr.trade_id])
+    tr = tr.mutate(_first=tr.price.first().over(w), _last=tr.price.last().over(w))
+    return tr.group_by(["asset", "bucket"]).aggregate(
+        n=tr.count(),
+        notional=(tr.price * tr.qty).sum(),
+        n_buy=(tr.aggressor == "buy").cast("int64").sum(),
+        open=tr._first.max(),
+        close=tr._last.max(),
+        high=tr.price.max(),
+        low=tr.price.min(),
+        ts_first=tr.ts.min(),
+        ts_last=tr.ts.max(),
+    )
+
+
+def with_baseline(b: ir.Table, baseline_s: int, bucket_s: int, warmup_s: int) -> ir.Table:
+    """Add the asset's trailing per-bucket means of trade count and notional over ``baseline_s``
+    (the current bucket excluded), the observed history length and the previous bucket's close."""
+    nb = max(1, baseline_s // bucket_s)
+    w = ibis.range_window(group_by=b.asset, order_by=b.bucket, preceding=nb, following=0)
+    first = b.bucket.min().over(ibis.window(group_by=b.asset))
+    # buckets of history actually seen (a file's first day has less than a full baseline)
+    seen = ibis.least(b.bucket - first, nb)
+    seen_f = ibis.greatest(seen, 1).cast("float64")
+    prev = ibis.window(group_by=b.asset, order_by=b.bucket)
+    return b.mutate(
+        hist_buckets=seen,
+        base_n=(b.n.sum().over(w) - b.n).cast("float64") / seen_f,
+        base_notional=(b.notional.sum().over(w) - b.notional) / seen_f,
+        prev_close=b.close.lag().over(prev),
+        warm=(b.bucket - first) * bucket_s >= warmup_s,
+    )
+
+
+@dataclass(frozen=True)
+class PumpAndDumpParams(Params):
+    bucket_s: int = param(
+        60, low=1, doc="burst window, seconds (pump signals fill the book within the first minute)"
+    )
+    baseline_s: int = param(86_400, low=60, doc="trailing baseline of the same asset, seconds (a day)")
+    warmup_s: int = param(3_600, low=0, doc="history an asset needs before its baseline is trusted, s")
+    min_count_ratio: float = param(
+        20.0, low=1.0, doc="trades in the burst window / baseline mean per window (a 'rush' of orders)"
+    )
+    min_trades: int = param(30, low=1, doc="trades in the burst window (ratio alone fires on dead coins)")
+    rise_window_s: int = param(
+        300,
+        low=0,
+        doc="the price rise is measured from the low of this span before the burst to the high "
+        "of this span after its start, seconds (pumps peak within minutes)",
+    )
+    min_rise_pct: float = param(5.0, low=0.0, closed="neither", doc="price rise over rise_window_s, percent")
+    min_buy_share: float = param(
+        0.4, low=0.0, high=1.0, doc="share of buyer-initiated trades from the burst over rise_window_s"
+    )
+    reversal_s: int = param(3_600, low=60, doc="horizon after the burst over which the dump is measured, s")
+    episode_gap_s: int = param(3_600, low=1, doc="burst windows further apart start a new episode, s")
+
+
+@register
+class PumpAndDump(Rule):
+    """Pump and dump (rush of buy orders ramping the price, followed by the dump).
+
+    What it detects
+        Per asset, ``bucket_s`` windows (default one minute) whose trade count is at least
+        ``min_count_ratio`` times the asset's mean per window over the trailing ``baseline_s``
+        (default a day) and at least ``min_trades``, where at least ``min_buy_share`` of the trades were
+        buyer-initiated and the window's high is ``min_rise_pct`` % above the previous close. Such windows
+        closer than ``episode_gap_s`` form one episode (one alert). The value is the count ratio; the score
+        is value / ``min_count_ratio`` × (1 + retrace), where retrace ∈ [0, 1] is the share of the rise
+        given back within ``reversal_s`` after the burst (the dump), so confirmed pumps rank first.
+        Signals follow La Morgia et al. (2020): pump-group coins are illiquid, the announcement brings a
+        "rush" of market buy orders within seconds, trade count and volume jump by orders of magnitude over
+        their usual level and the price spikes, then falls back as the organisers sell.
+    Why it is abusive
+        Organisers buy quietly, advertise the coin to a crowd told to buy at a set minute, and sell into
+        the buying they caused; the crowd is left holding a coin that reverts. EU MAR Annex I(1)(a)-(b)
+        and Annex II 1(b) ("pump and dump"); US securities-fraud and CEA §9(a)(2) manipulation.
+    Known false positives
+        Listings, delistings and genuine news on a thin coin (a burst with a price jump, but it usually
+        holds: the retrace lowers the score); an exchange's own market making restarting after a halt.
+    """
+
+    rule_id = "MS015"
+    name = "pump_and_dump"
+    typology = Typology.PUMP_AND_DUMP
+    regulatory_name = "EU MAR Annex II 1(b): pump and dump"
+    metric = "trade_count_ratio"
+    threshold_param = "min_count_ratio"
+    Params = PumpAndDumpParams
+    requires = ("trades",)
+
+    def candidates(self, t: Tables, p: PumpAndDumpParams) -> ir.Table:
+        tr = t["trades"]
+        b = with_baseline(bars(tr, p.bucket_s), p.baseline_s, p.bucket_s, p.warmup_s)
+        nr = max(1, p.reversal_s // p.bucket_s)
+        k = p.rise_window_s // p.bucket_s
+        win = {"group_by": b.asset, "order_by": b.bucket}
+        after = ibis.range_window(**win, preceding=0, following=k)
+        before = ibis.range_window(**win, preceding=k, following=0)
+        later = ibis.range_window(**win, preceding=0, following=nr)
+        b = b.mutate(
+            high_after=b.high.max().over(after),
+            low_before=b.low.min().over(before),
+            n_after=b.n.sum().over(after),
+            buy_after=b.n_buy.sum().over(after),
+            close_later=b.close.last().over(later),
+        )
+        ratio = b.n.cast("float64") / ibis.greatest(b.base_n, 1.0 / max(1, p.baseline_s // p.bucket_s))
+        b = b.mutate(ratio=ratio, rise=b.high_after / b.low_before - 1.0)
+        hits = b.filter(
+            b.warm
+            & (b.n >= p.min_trades)
+            & (b.ratio >= p.min_count_ratio)
+            & (b.buy_after.cast("float64") >= p.min_buy_share * b.n_after.cast("float64"))
+            & (b.rise * 100 >= p.min_rise_pct)
+        )
+        hits = hits.mutate(ts_us=hits.bucket * int(p.bucket_s * US), trade_id=hits.bucket.cast("string"))
+        hits = with_episodes(hits, ["asset"], p.episode_gap_s)
+        # share of the rise given back by the last close within the reversal horizon (1 = all of it)
+        retrace = ((hits.high_after - hits.close_later) / (hits.high_after - hits.low_before)).clip(
+            lower=0, upper=1
+        )
+        hits = hits.mutate(retrace=retrace)
+        g = hits.group_by(["asset", "episode"]).aggregate(
+            value=hits.ratio.max(),
+            rise=hits.rise.max(),
+            retrace=hits.retrace.max(),
+            n=hits.n.sum(),
+            b_first=hits.bucket.min(),
+            b_last=hits.bucket.max(),
+            window_start=hits.ts_first.min(),
+            window_end=hits.ts_last.max(),
+        )
+        # evidence: the trades of the episode's burst windows (joined on the few hit rows only)
+        ev = tr.mutate(bucket=tr.ts_us // int(p.bucket_s * US)).select("asset", "bucket", "trade_id")
+        hb = hits.select(h_asset=hits.asset, h_bucket=hits.bucket, h_episode=hits.episode)
+        j = ev.join(hb, (ev.asset == hb.h_asset) & (ev.bucket == hb.h_bucket))
+        ids = j.group_by([j.h_asset, j.h_episode]).aggregate(evidence_trade_ids=j.trade_id.collect())
+        g = g.left_join(ids, (g.asset == ids.h_asset) & (g.episode == ids.h_episode))
+        return g.select(
+            asset=g.asset,
+            venue=null_str(),
+            # market-level: a pump is judged on the asset's tape, not on who traded (public data has no ids)
+            accounts=ibis.literal([], type="array<string>"),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.value.cast("float64"),
+            score=g.value.cast("float64") / p.min_count_ratio * (1 + g.retrace.fill_null(0.0)),
+            evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),
+            evidence_order_ids=empty_str_array(),
+            explanation=g.n.cast("string")
+            + " trades in burst window(s), "
+            + g.value.round(0).cast("string")
+            + "x the trailing rate, price +"
+            + (g.rise * 100).round(1).cast("string")
+            + " %, "
+            + (g.retrace.fill_null(0.0) * 100).round(0).cast("string")
+            + " % of the rise given back within "
+            + ibis.literal(str(p.reversal_s // 60))
+            + " min",
+        )
