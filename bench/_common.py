@@ -59,11 +59,11 @@ def row_count(data: Path, table: str) -> int:
     return pq.ParquetFile(data / f"{table}.parquet").metadata.num_rows
 
 
-def measure_detect(data: Path, engine: str = "duckdb") -> dict:
+def measure_detect(data: Path, engine: str = "duckdb", config: Path | None = None) -> dict:
     """Run every rule (and ML) on ``data`` in this process; return per-rule and total seconds, rows/s, peak RSS.
 
     ``rules`` rows are ``(rule_id, name, status, wall_s, alerts, cpu_s)``; ``open_s`` is the time to open
-    and validate the folder (before the first rule).
+    and validate the folder (before the first rule). ``config`` is a rules TOML (e.g. ``[disabled]``).
     """
     from market_surveillance.pipeline import detect_source
 
@@ -74,7 +74,7 @@ def measure_detect(data: Path, engine: str = "duckdb") -> dict:
         marks.append(cpu_seconds())
 
     t0, c0 = time.perf_counter(), cpu_seconds()
-    result = detect_source(data, engine=engine, on_rule=on_rule)
+    result = detect_source(data, config, engine=engine, on_rule=on_rule)
     total = time.perf_counter() - t0
     marks.append(cpu_seconds())
     cpu = [b - a for a, b in itertools.pairwise(marks)]
