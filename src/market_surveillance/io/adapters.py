@@ -400,6 +400,7 @@ def _canonical(
     con = _connect()
     out: dict[str, str] = {}
     splits: dict[str, _Split] = {}
+    problems: list[Problem] = []
     for name, spec in TABLES.items():
         path = find_table_file(src, name)
         if path is None:
@@ -439,9 +440,15 @@ def _canonical(
                 )
             )
         split = _Split()
-        good = _screen(con, f"raw_{name}", checks, str(path), name, split, quarantine)
+        try:
+            good = _screen(con, f"raw_{name}", checks, str(path), name, split, quarantine)
+        except SchemaError as exc:  # report every table's problems at once
+            problems.extend(exc.problems)
+            continue
         out[name] = cast_select_sql(spec, present, good)
         splits[name] = split
+    if problems:
+        raise SchemaError(problems)
     if not out:
         raise ValueError(f"{src}: no canonical table files (trades.parquet/csv, orders.parquet/csv, ...)")
     return con, out, splits

@@ -1,0 +1,299 @@
+"""Adapters on the real samples in ../shared/data/real and on malformed copies of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from market_surveillance.io.adapters import asset_name, open_source, read_source
+from market_surveillance.schema import SchemaError
+from market_surveillance.testing import orders, trades
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+TNB = REAL / "binance_pumps" / "TNB_2020-03-21_16.00.csv"
+LOBSTER = REAL / "lobster" / "AAPL_2012-06-21_34200000_37800000_message_50.csv"
+
+real = pytest.mark.skipif(not REAL.exists(), reason=f"real data samples absent ({REAL} not found)")
+
+
+def _balanced(counts: dict[str, int]) -> bool:
+    return counts["rows_in"] == counts["accepted"] + counts["quarantined"] + counts.get("skipped", 0)
+
+
+def _head(path: Path, n: int) -> list[str]:
+    with path.open(encoding="utf-8") as f:
+        return [next(f) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# real samples
+# ---------------------------------------------------------------------------------------------
+
+
+@real
+def test_io_ccxt_real_pump_file_all_rows_accepted():
+    src = open_source(TNB, "ccxt")
+    c = src.counts["trades"]
+    assert c["rows_in"] == 13_680 and c["accepted"] == 13_680 and c["quarantined"] == 0
+    tr = src.tables["trades"]
+    assert tr.select("asset").distinct().to_pyarrow()["asset"].to_pylist() == ["TNB-BTC"]
+    assert tr.select("venue").distinct().to_pyarrow()["venue"].to_pylist() == ["binance"]
+    first = tr.order_by(tr.ts).limit(1).to_pyarrow().to_pylist()[0]
+    assert first["ts"] == dt.datetime(2020, 3, 9, 16, 0, 2, 761000, tzinfo=dt.UTC)
+    assert (
+        first["price"] == pytest.approx(1.9e-07) and first["qty"] == 6604.0 and first["aggressor"] == "sell"
+    )
+    assert first["ts_us"] == 1_583_769_602_761_000
+    assert not src.profile.has_trade_accounts
+
+
+@real
+def test_io_lobster_real_sample_bom_and_counts():
+    src = open_source(LOBSTER, "lobster", date="2012-06-21")
+    c = src.counts["messages"]
+    assert c["rows_in"] == 91_997 and _balanced(c) and c["quarantined"] == 0
+    assert c["skipped_trading_halt"] == 0
+    # 4067 visible + 2201 hidden executions are trades
+    assert src.counts["trades"]["rows_out"] == 6_268
+    o = src.tables["orders"]
+    first = o.order_by(o.ts_us).limit(1).to_pyarrow().to_pylist()[0]
+    # first message (after the BOM): 34200.00424 s after midnight New York = 13:30:00.00424 UTC
+    assert first["ts"] == dt.datetime(2012, 6, 21, 13, 30, 0, 4240, tzinfo=dt.UTC)
+    assert first["event"] == "new" and first["side"] == "buy" and first["price"] == pytest.approx(585.33)
+    assert first["account_id"] is None and first["asset"] == "AAPL" and first["venue"] == "NASDAQ"
+    assert not src.profile.has_order_accounts and not src.profile.has_trade_accounts
+
+
+@real
+def test_io_lobster_detect_reports_account_rules_skipped(tmp_path):
+    from market_surveillance.pipeline import detect_source
+
+    res = detect_source(LOBSTER, fmt="lobster", date="2012-06-21")
+    runs = {r.name: r for r in res.runs}
+    for name in ("spoofing", "layering", "message_rate", "cancel_to_fill"):
+        if name in runs:
+            assert runs[name].status == "skipped" and "account ids" in runs[name].reason
+    assert runs["pump_and_dump"].status == "ran"
+    assert res.input_counts["messages"]["rows_in"] == 91_997
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed copies: each bad-row kind, rejected with file/row/column or quarantined with a reason
+# ---------------------------------------------------------------------------------------------
+
+CCXT_BAD = {
+    "price": ("TNB/BTC,1583769700000,x,buy,nan,10.0,0.1", "price", "NaN or non-positive"),
+    "amount": ("TNB/BTC,1583769700000,x,buy,2e-07,-5,0.1", "amount", "NaN or non-positive"),
+    "timestamp": ("TNB/BTC,notatime,x,buy,2e-07,5,0.1", "timestamp", "not parseable"),
+    "side": ("TNB/BTC,1583769700000,x,hold,2e-07,5,0.1", "side", "unknown value"),
+    "order": ("TNB/BTC,1500000000000,x,buy,2e-07,5,0.1", "timestamp", "out-of-order"),
+}
+
+
+@real
+@pytest.mark.parametrize("kind", sorted(CCXT_BAD))
+def test_io_ccxt_malformed_row_rejected_or_quarantined(tmp_path, kind):
+    line, column, reason = CCXT_BAD[kind]
+    lines = _head(TNB, 21)
+    lines.insert(11, line + "\n")  # data row 11 (header excluded)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(SchemaError) as exc:
+        read_source(bad, "ccxt")
+    msg = str(exc.value)
+    assert str(bad) in msg and repr(column) in msg and "rows 11" in msg and reason in msg
+    q = tmp_path / "q"
+    tables, counts = read_source(bad, "ccxt", quarantine_dir=q)
+    c = counts["trades"]
+    assert c == {"rows_in": 21, "accepted": 20, "quarantined": 1, "skipped": 0}
+    assert tables["trades"].num_rows == 20
+    qt = pq.read_table(q / "trades.parquet").to_pylist()
+    assert len(qt) == 1 and qt[0]["source_row"] == 11 and reason in qt[0]["reason"]
+    assert qt[0]["source_file"] == str(bad)
+
+
+def _lobster_copy(tmp_path: Path, extra: list[tuple[int, str]]) -> Path:
+    raw = LOBSTER.read_bytes().decode("utf-8").splitlines(keepends=True)[:40]
+    for pos, line in extra:
+        # "{t}" is the time of the message before: an inserted row never breaks time order by accident
+        raw.insert(pos, line.replace("{t}", raw[pos - 1].split(",")[0]) + "\r\n")
+    p = tmp_path / "AAPL_2012-06-21_34200000_37800000_message_50.csv"
+    p.write_bytes("".join(raw).encode("utf-8"))
+    return p
+
+
+LOBSTER_BAD = {
+    "type": ("{t},9,16113575,18,5853300,1", "type", "unknown event type"),
+    "time": ("abc,1,99,18,5853300,1", "time", "timestamp not parseable"),
+    "price": ("{t},1,99,18,-5,1", "price", "NaN or non-positive"),
+    "size": ("{t},1,99,nan,5853300,1", "size", "NaN or non-positive"),
+    "direction": ("{t},1,99,18,5853300,0", "direction", "unknown value"),
+    "order": ("34100.0,1,99,18,5853300,1", "time", "out-of-order"),
+    # a delete of an order that is only submitted later in the file
+    "unknown_order": ("{t},3,88,18,5853300,1", "order_id", "fill/cancel of an unknown order"),
+}
+
+
+@real
+@pytest.mark.parametrize("kind", sorted(LOBSTER_BAD))
+def test_io_lobster_malformed_row_rejected_or_quarantined(tmp_path, kind):
+    line, column, reason = LOBSTER_BAD[kind]
+    extra = [(30, line)]
+    if kind == "unknown_order":
+        extra.append((38, "{t},1,88,18,5853300,1"))
+    path = _lobster_copy(tmp_path, extra)
+    n = 40 + len(extra)
+    with pytest.raises(SchemaError) as exc:
+        read_source(path, "lobster", date="2012-06-21")
+    msg = str(exc.value)
+    assert str(path) in msg and repr(column) in msg and "rows 31" in msg and reason in msg
+    q = tmp_path / "q"
+    _, counts = read_source(path, "lobster", date="2012-06-21", quarantine_dir=q)
+    c = counts["messages"]
+    assert c["rows_in"] == n and c["quarantined"] == 1 and _balanced(c)
+    qt = pq.read_table(q / "messages.parquet").to_pylist()
+    assert [r["source_row"] for r in qt] == [31] and reason in qt[0]["reason"]
+
+
+@real
+def test_io_lobster_halt_skipped_and_counted(tmp_path):
+    path = _lobster_copy(tmp_path, [(30, "{t},7,0,0,-1,-1")])
+    _, counts = read_source(path, "lobster", date="2012-06-21")
+    c = counts["messages"]
+    assert c["skipped_trading_halt"] == 1 and _balanced(c) and c["quarantined"] == 0
+
+
+def test_io_lobster_without_date_clear_error(tmp_path):
+    p = tmp_path / "X_message_1.csv"
+    p.write_text("34200.1,1,1,10,1000000,1\n")
+    with pytest.raises(ValueError, match="--date"):
+        read_source(p, "lobster")
+
+
+def test_io_lobster_execution_maps_fill_and_trade(tmp_path):
+    p = tmp_path / "XYZ_2020-01-02_message_1.csv"
+    p.write_text(
+        "\ufeff34200.0,1,7,100,1000000,-1\r\n34201.5,4,7,40,1000000,-1\r\n"
+        "34202.0,5,0,10,1001000,1\r\n34203.0,3,7,60,1000000,-1\r\n",
+        encoding="utf-8",
+    )
+    tables, counts = read_source(p, "lobster", date="2020-01-02")
+    o = tables["orders"].to_pylist()
+    assert [r["event"] for r in o] == ["new", "fill", "cancel"] and {r["side"] for r in o} == {"sell"}
+    tr = tables["trades"].to_pylist()
+    # a resting sell executed = a buyer-initiated trade; the hidden execution of a buy = seller-initiated
+    assert [(r["aggressor"], r["sell_order_id"], r["buy_order_id"]) for r in tr] == [
+        ("buy", "7", None),
+        ("sell", None, None),
+    ]
+    assert tr[0]["price"] == pytest.approx(100.0) and tr[0]["qty"] == 40.0 and tr[0]["asset"] == "XYZ"
+    assert counts["messages"] == {
+        "rows_in": 4,
+        "accepted": 4,
+        "quarantined": 0,
+        "skipped": 0,
+        "skipped_trading_halt": 0,
+        "skipped_cancel_of_order_before_file": 0,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# tardis, ccxt JSON, canonical with quarantine, CLI
+# ---------------------------------------------------------------------------------------------
+
+TARDIS_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+
+
+def test_io_tardis_trades_and_duplicate_id_quarantined(tmp_path):
+    p = tmp_path / "tardis.csv"
+    p.write_text(
+        TARDIS_HEAD
+        + "binance,BTCUSDT,1600000000000000,1600000000001000,1,buy,10000.5,0.1\n"
+        + "binance,BTCUSDT,1600000001000000,1600000001001000,2,sell,10000.0,0.2\n"
+        + "binance,BTCUSDT,1600000002000000,1600000002001000,2,sell,10000.0,0.2\n"
+    )
+    with pytest.raises(SchemaError, match="duplicate trade id"):
+        read_source(p, "tardis")
+    tables, counts = read_source(p, "tardis", quarantine_dir=tmp_path / "q")
+    assert counts["trades"] == {"rows_in": 3, "accepted": 2, "quarantined": 1, "skipped": 0}
+    rows = tables["trades"].to_pylist()
+    assert rows[0]["ts"] == dt.datetime.fromtimestamp(1_600_000_000, dt.UTC)
+    assert rows[0]["venue"] == "binance" and rows[0]["asset"] == "BTCUSDT"
+    assert rows[0]["trade_id"] == "binance:BTCUSDT:1"
+
+
+def test_io_ccxt_json_folder(tmp_path):
+    d = tmp_path / "src"
+    d.mkdir()
+    rows = [
+        {
+            "symbol": "ETH/BTC",
+            "timestamp": 1600000000000 + i,
+            "datetime": "x",
+            "side": "buy",
+            "price": 0.03,
+            "amount": 1.0,
+            "id": f"e{i}",
+        }
+        for i in range(3)
+    ]
+    (d / "a.json").write_text(json.dumps(rows))
+    (d / "b.csv").write_text(
+        "symbol,timestamp,datetime,side,price,amount\nLTC/BTC,1600000000000,x,sell,0.004,2\n"
+    )
+    tables, counts = read_source(d, "ccxt", venue="kraken")
+    assert counts["trades"]["accepted"] == 4 and _balanced(counts["trades"])
+    t = tables["trades"].to_pylist()
+    assert {r["asset"] for r in t} == {"ETH-BTC", "LTC-BTC"} and {r["venue"] for r in t} == {"kraken"}
+
+
+def test_io_canonical_quarantine_unknown_order_and_duplicates(tmp_path):
+    d = tmp_path / "canon"
+    d.mkdir()
+    pq.write_table(trades([{"ts": 0}, {"ts": 1, "price": -1.0}]), d / "trades.parquet")
+    od = orders(
+        [
+            {"ts": 0, "order_id": "o1"},
+            {"ts": 1, "order_id": "o1", "event": "cancel"},
+            {"ts": 2, "order_id": "ghost", "event": "fill"},
+            {"ts": 3, "order_id": "o2", "event_id": "E000000"},
+        ]
+    )
+    pq.write_table(od, d / "orders.parquet")
+    with pytest.raises(SchemaError) as exc:
+        read_source(d, "canonical")
+    assert "unknown order" in str(exc.value) and "duplicate id" in str(exc.value)
+    src = open_source(d, "canonical", quarantine_dir=tmp_path / "q")
+    assert src.counts["trades"] == {"rows_in": 2, "accepted": 1, "quarantined": 1, "skipped": 0}
+    assert src.counts["orders"] == {"rows_in": 4, "accepted": 2, "quarantined": 2, "skipped": 0}
+    reasons = pq.read_table(tmp_path / "q" / "orders.parquet")["reason"].to_pylist()
+    assert any("unknown order" in r for r in reasons) and any("duplicate id" in r for r in reasons)
+
+
+def test_io_asset_name_normalised():
+    assert asset_name("TNB/BTC") == "TNB-BTC" and asset_name("btc_usdt") == "BTC-USDT"
+
+
+@real
+def test_io_cli_import_writes_canonical_folder(tmp_path):
+    from market_surveillance.cli import app
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["import", "ccxt", str(TNB), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    t = pq.read_table(out / "trades.parquet")
+    assert t.num_rows == 13_680 and "accepted=13,680" in res.output
+
+
+def test_io_cli_import_bad_row_exit_2(tmp_path):
+    from market_surveillance.cli import app
+
+    p = tmp_path / "bad.csv"
+    p.write_text("symbol,timestamp,datetime,side,price,amount\nA/B,1600000000000,x,buy,-1,2\n")
+    res = CliRunner().invoke(app, ["import", "ccxt", str(p), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "price" in res.output
