@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from market_surveillance.io.adapters import open_source
 from market_surveillance.pipeline import run_rules
 from market_surveillance.rules.config import build_rules, load_config
@@ -56,10 +58,7 @@ def main() -> None:
         src, res, n, ti, td = _run(path, "ccxt")
         tot_rows, tot_s = tot_rows + n, tot_s + ti + td
         print(f"{path.name:48} {n:>8,} {ti:>9.2f} {td:>9.2f} {n / (ti + td):>9,.0f} {res.alerts.num_rows}")
-        al = res.alerts.filter(
-            res.alerts["rule_name"].to_pylist()
-            and [r == "pump_and_dump" for r in res.alerts["rule_name"].to_pylist()]
-        )
+        al = res.alerts.filter(pc.equal(res.alerts["rule_name"], "pump_and_dump"))
         t = src.tables["trades"]
         days = {d.date() for d in t.select(d=t.ts.truncate("D")).distinct().to_pyarrow()["d"].to_pylist()}
         pumps.append((lab, al.to_pylist(), days))
