@@ -115,3 +115,49 @@ def test_cancel_to_fill_invariant_to_row_order(seed):
     shuffled = list(rows)
     rnd.shuffle(shuffled)
     assert _run(shuffled).equals(expected)
+
+
+def _reference_hits(rows: list[dict], p: CancelToFillParams) -> list[tuple[str, float]]:
+    """Brute force: (account, ts) of every cancel whose trailing window fires."""
+    out = []
+    for r in rows:
+        if r["event"] != "cancel":
+            continue
+        win = [
+            x
+            for x in rows
+            if x["account_id"] == r["account_id"] and r["ts"] - p.window_s <= x["ts"] <= r["ts"]
+        ]
+        cancels = sum(x["event"] == "cancel" for x in win)
+        fills = sum(x["event"] == "fill" for x in win)
+        if cancels / max(fills, 1) >= p.ratio and len(win) >= p.min_messages:
+            out.append((r["account_id"], r["ts"]))
+    return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.integers(min_value=0, max_value=400),  # tenths of a second: many ties and bucket edges
+            st.sampled_from(["new", "cancel", "cancel", "fill"]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_cancel_to_fill_bucket_prefilter_matches_brute_force(events):
+    p = CancelToFillParams(window_s=6, ratio=2.0, min_messages=4, episode_gap_s=1)
+    rows = [
+        {"ts": ts / 10, "order_id": f"{acct}{i}", "account_id": acct, "event": ev}
+        for i, (acct, ts, ev) in enumerate(events)
+    ]
+    hits = _reference_hits(rows, p)
+    out = _run(rows, p)
+    # every alert's window is bounded by firing cancels, and together the episodes hold every firing cancel
+    got = {(r["accounts"][0], r["window_start"], r["window_end"]) for r in out.to_pylist()}
+    for acct, ts in hits:
+        assert any(a == acct and s <= at(ts) <= e for a, s, e in got)
+    assert all((a, s) in {(x, at(ts)) for x, ts in hits} for a, s, _ in got)
+    assert all((a, e) in {(x, at(ts)) for x, ts in hits} for a, _, e in got)

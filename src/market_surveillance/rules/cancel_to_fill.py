@@ -8,11 +8,56 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules._common import US, empty_str_array, null_str, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
 _PACK = 2**32  # fills of one account in one window stay far below 2³²
+
+
+_BUCKETS = 30  # pre-filter buckets per window: finer prunes more, coarser makes the bucket table smaller
+
+
+def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
+    """Events that can matter, with ``_cand`` marking cancels whose trailing window may fire.
+
+    Exact trailing-window counts over every order event are the rule's cost; most accounts (market
+    makers) can be ruled out from per-(account, bucket) counts. With buckets of ``B = W // 30`` µs, a
+    cancel at ``t`` in bucket ``b`` has its window ``[t − W, t]`` inside buckets ``b − k … b``
+    (``k = ⌈W / B⌉``) and the buckets ``b − m … b − 1`` (``m = ⌊W / B⌋ − 1``) inside it, so
+    cancels ≤ ``C_ub``, messages ≤ ``M_ub`` and fills ≥ ``F_lb`` summed over those buckets; a bucket is a
+    candidate only if ``C_ub / max(F_lb, 1) ≥ ratio`` and ``M_ub ≥ min_messages``. The events kept are those
+    of every bucket up to ``k`` buckets before a candidate, so candidate cancels see their full window and
+    the result is exactly the unpruned one. Bucket starts are integers (``ts_us − ts_us % B``) so engines
+    agree on the edges.
+    """
+    w_us = int(p.window_s * US)
+    b_us = max(w_us // _BUCKETS, 1)
+    k = -(-w_us // b_us)
+    m = w_us // b_us - 1
+    o = o.mutate(_bucket=o.ts_us - o.ts_us % b_us)
+    bk = o.group_by(["account_id", "_bucket"]).aggregate(
+        nc=(o.event == "cancel").cast("int64").sum(),
+        nf=(o.event == "fill").cast("int64").sum(),
+        nm=o.count(),
+    )
+    back_k = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=k * b_us, following=0)
+    back_m = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=m * b_us, following=0)
+    bk = bk.mutate(
+        c_ub=bk.nc.sum().over(back_k),
+        m_ub=bk.nm.sum().over(back_k),
+        f_lb=bk.nf.sum().over(back_m) - bk.nf,
+    )
+    cand = (
+        (bk.nc > 0)
+        & (bk.c_ub.cast("float64") / ibis.greatest(bk.f_lb, 1).cast("float64") >= p.ratio)
+        & (bk.m_ub >= p.min_messages)
+    )
+    bk = bk.mutate(_cand=cand)
+    ahead = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=0, following=k * b_us)
+    bk = bk.mutate(_need=bk._cand.cast("int64").max().over(ahead))
+    keep = bk.filter(bk._need > 0).select("account_id", "_bucket", "_cand")
+    return o.join(keep, ["account_id", "_bucket"]).drop("_bucket")
 
 
 @dataclass(frozen=True)
@@ -50,6 +95,7 @@ class CancelToFill(Rule):
     def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
         o = t["orders"]
         o = o.filter(o.account_id.notnull())
+        o = _prune(o, p)
         # cancels and fills share one range-window SUM, packed as cancels·2³² + fills: each range-window
         # aggregate costs a pass of its own on DuckDB, and this rule runs over every order event
         packed = (o.event == "cancel").cast("int64") * _PACK + (o.event == "fill").cast("int64")
@@ -57,7 +103,8 @@ class CancelToFill(Rule):
         o = o.mutate(_packed=packed.sum().over(w), msgs=o.event_id.count().over(w))
         o = o.mutate(cancels=o._packed >> 32, fills=o._packed & (_PACK - 1))
         o = o.mutate(r=o.cancels.cast("float64") / ibis.greatest(o.fills, 1).cast("float64"))
-        hits = o.filter((o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages))
+        # only cancels in candidate buckets have their whole trailing window in the pruned events
+        hits = o.filter(o._cand & (o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages))
         hits = with_episodes(hits, ["account_id"], p.episode_gap_s, tiebreak="event_id")
         g = hits.group_by(["account_id", "episode"]).aggregate(
             value=hits.r.max(),
