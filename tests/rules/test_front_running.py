@@ -94,6 +94,12 @@ def test_front_running_just_under_threshold_no_alert():
     assert _run(BACKGROUND + _case(qty=990.0)).num_rows == 0  # 99,495 USD print, under 100,000
 
 
+def test_front_running_print_by_unknown_account_found():
+    rows = _case()
+    rows[1] = {**rows[1], "buyer_id": None}
+    assert _run(BACKGROUND + rows).num_rows == 1
+
+
 def test_front_running_passive_entry_or_no_exit_no_alert():
     passive = [_leg(980, "buy", 100.0, "FIN", aggressive=False), _big(), _leg(1_100, "sell", 100.5, "FOUT")]
     assert _run(BACKGROUND + passive).num_rows == 0

@@ -26,9 +26,13 @@ class FrontRunningParams(Params):
     )
     min_large_notional: float = param(100_000.0, low=0.0, doc="large print: minimum notional")
     min_profit_bps: float = param(25.0, low=0.0, doc="exit vs entry price, basis points")
-    min_entry_notional: float = param(5_000.0, low=0.0, doc="entry (taken ahead of the print) notional at least")
+    min_entry_notional: float = param(
+        5_000.0, low=0.0, doc="entry (taken ahead of the print) notional at least"
+    )
     min_exit_share: float = param(0.5, low=0.0, high=1.0, doc="exit qty at least this share of the entry qty")
-    same_venue_entry: bool = param(True, doc="the entry is on the venue of the large print (where the flow lands)")
+    same_venue_entry: bool = param(
+        True, doc="the entry is on the venue of the large print (where the flow lands)"
+    )
     episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
 
 
@@ -90,7 +94,8 @@ class FrontRunning(Rule):
                 at.trade_id != big.big_id,
             ],
         )
-        legs = legs.filter(legs.account_id != legs.big_acct)
+        # a print by an unknown account (null id) is still another account's print
+        legs = legs.filter(legs.big_acct.isnull() | (legs.account_id != legs.big_acct))
         # entering ahead means taking liquidity: a maker filled passively before the print is not front-running
         is_entry = (legs.side == legs.d) & (legs.ts_us < legs.big_us) & legs.aggressive
         if p.same_venue_entry:
