@@ -70,11 +70,17 @@ class Layering(Rule):
             "cancel_ts",
             "cancel_us",
         )
+        # time buckets of one window bound the self-join: a member placed at most `win` before its anchor
+        # lies in the anchor's bucket or the one before, so each anchor is joined under both bucket keys
+        # (pairs per account/book stay within two windows instead of the whole day on any engine)
+        c = c.mutate(_bk=c.ts_us - c.ts_us % win)
         a = c.view()
+        a = a.mutate(_jk=a._bk).union(a.mutate(_jk=a._bk - win))
         # members live at the anchor's placement: placed earlier (≤ window) and not yet cancelled
         j = a.join(
             c,
             [
+                a._jk == c._bk,
                 a.account_id == c.account_id,
                 a.asset == c.asset,
                 a.venue == c.venue,
