@@ -103,7 +103,10 @@ class NetworkCollusion(Rule):
         clusters = clusters.filter(clusters.cluster_size >= p.min_accounts)
         at = account_trades(t["trades"])
         ct = at.join(clusters, "account_id")
+        win = int(p.window_s * US)
+        ct = ct.mutate(_bk=ct.ts_us - ct.ts_us % win)
         other = ct.select(
+            o_bk=ct._bk,
             o_cluster=ct.cluster,
             o_asset=ct.asset,
             o_side=ct.side,
@@ -112,10 +115,13 @@ class NetworkCollusion(Rule):
             o_acct=ct.account_id,
             o_trade=ct.trade_id,
         )
-        win = int(p.window_s * US)
+        # window-sized time buckets bound the self-join (a ring trading all day is not joined with
+        # itself quadratically): a trade at most `win` earlier lies in the anchor's bucket or the one before
+        ct = ct.mutate(_jk=ct._bk).union(ct.mutate(_jk=ct._bk - win))
         j = ct.join(
             other,
             [
+                ct._jk == other.o_bk,
                 ct.cluster == other.o_cluster,
                 ct.asset == other.o_asset,
                 ct.side == other.o_side,
