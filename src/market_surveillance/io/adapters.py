@@ -269,7 +269,8 @@ def _trades_source(
         )
         checks = [
             Check("symbol", "missing value", "(symbol IS NULL OR trim(symbol) = '')"),
-            Check("timestamp", "missing value", "timestamp IS NULL"),
+            # ccxt's ISO `datetime` stands in for a missing ms `timestamp`, so only both missing is bad
+            Check("timestamp", "missing value", "(timestamp IS NULL AND __ts IS NULL)"),
             Check("timestamp", "timestamp not parseable", "__ts IS NULL"),
             *_num_checks([("price", "price"), (size_col, size_col)]),
             Check(
