@@ -39,7 +39,7 @@ class TableSpec:
     key: tuple[str, ...] = ()
     optional_columns: tuple[Column, ...] = ()
     description: str = ""
-    required: bool = True
+    required: bool = False  # only trades are required; rules needing an absent table are skipped
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -85,6 +85,7 @@ TRADES = TableSpec(
     key=("trade_id",),
     optional_columns=(SCENARIO_COL,),
     description="executions",
+    required=True,
 )
 
 ORDERS = TableSpec(
@@ -177,7 +178,6 @@ LABELS = TableSpec(
     ),
     key=("scenario_id",),
     description="ground truth of injected scenarios (synthetic data only)",
-    required=False,
 )
 
 TABLES: dict[str, TableSpec] = {
@@ -450,8 +450,11 @@ def schema_markdown() -> str:
     ]
     for spec in TABLES.values():
         lines += ["", f"## `{spec.name}` — {spec.description}", ""]
-        if not spec.required:
-            lines.append("Optional table.")
+        lines.append(
+            "Required table."
+            if spec.required
+            else "Optional: rules that need it are skipped (with the reason) without it."
+        )
         if spec.key:
             lines.append(f"Unique key: {', '.join(f'`{k}`' for k in spec.key)}.")
         lines += ["", "| column | type | null | constraint | meaning |", "| --- | --- | --- | --- | --- |"]
