@@ -39,6 +39,8 @@ def _buy(
     px = ctx.price(inj.asset, v, t) * (1 + rng.uniform(0, 5e-4))
     makers = book_makers(ctx, inj.asset, v) if maker else []
     cp = pick(rng, makers) if makers else counterparty(ctx, rng, notional, inj.asset, v)
+    while cp == acct:  # an innocent counterparty is never the buyer itself
+        cp = counterparty(ctx, rng, notional, inj.asset, v)
     _, aggr = inj.cross(t, cp, acct, Side.BUY, px, notional / px, venue=v)
     if acct in holdings:
         holdings[acct] += float(ctx.tape.order_info[aggr][5])
@@ -59,6 +61,8 @@ def inject(
     hold_min: Range = (3, 10),
     decay_min: Range = (10, 25),
     rush_trades: IntRange = (30, 80),
+    burst_trades: IntRange = (60, 160),
+    burst_s: Range = (30, 90),
     crowd_share: Range = (0.4, 0.7),
     crowd_notional: Range = (200, 2_000),
     dump_trades: IntRange = (10, 25),
@@ -83,6 +87,9 @@ def inject(
         Aggressive buys during the ramp and plateau; on the ramp ``crowd_share`` of them come from
         innocent retail accounts (small tickets) and the rest from the manipulators, on the plateau
         only from the crowd; the crowd lifts the book's market makers.
+    burst_trades, burst_s
+        The announcement rush: this many small crowd buys within ``burst_s`` seconds of the jump (real
+        Telegram pumps print hundreds of rush orders in their first minute; La Morgia et al. 2020).
     dump_trades
         Sells by which the manipulators unload everything they bought, from the peak into the decay.
     """
@@ -138,6 +145,14 @@ def inject(
                 _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional), maker=True)
             else:
                 _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
+
+        # 3b. the announcement burst: the group's members pile in within seconds of the jump
+        burst = spaced_times(
+            rng, t_pump, int(draw(rng, burst_s) * US), draw_int(rng, burst_trades), min_gap_us=US // 10
+        )
+        for t in burst:
+            buyer = ctx.crowd_account(rng, Segment.RETAIL) if retail else pick(rng, gang)
+            _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional))
 
         # 4. the dump: manipulators sell everything into the crowd from the peak into the decay
         n_dump = draw_int(rng, dump_trades)
