@@ -98,9 +98,9 @@ def measure_detect(data: Path, engine: str = "duckdb", config: Path | None = Non
 
 
 def print_detect(m: dict) -> None:
-    print(f"{'rule':<28}{'status':<9}{'wall s':>9}{'cpu s':>9}{'alerts':>8}")
+    print(f"{'rule':<32}{'status':<9}{'wall s':>9}{'cpu s':>9}{'alerts':>8}")
     for rule_id, name, status, secs, alerts, cpu in m["rules"]:
-        print(f"{rule_id} {name:<22}{status:<9}{secs:>9.2f}{cpu:>9.2f}{alerts:>8}")
+        print(f"{rule_id} {name:<26}{status:<9}{secs:>9.2f}{cpu:>9.2f}{alerts:>8}")
     print(
         f"total {m['total_s']:.1f}s wall ({m['cpu_s']:.1f}s CPU; open+validate {m['open_s']:.1f}s) for "
         f"{m['trades']:,} trades + {m['orders']:,} order events ({m['rows_per_s']:,.0f} rows/s), "
