@@ -33,7 +33,8 @@ DAY0_US = 1_767_225_600 * US  # 2026-01-01
 MIN_US = 60 * US
 
 
-CROWD = {"retail": 30, "institutional": 10, "market_maker": 12, "proprietary": 6, "high_frequency": 6}
+# retail as large as the smallest real population (Population.for_trades: 300): a pump rush spreads over it
+CROWD = {"retail": 300, "institutional": 10, "market_maker": 12, "proprietary": 6, "high_frequency": 6}
 
 
 def make_ctx(seed: int = 7, crowd: dict[str, int] | None = None) -> SimContext:

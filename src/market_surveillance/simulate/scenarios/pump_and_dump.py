@@ -147,12 +147,24 @@ def inject(
                 _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
 
         # 3b. the announcement burst: the group's members pile in within seconds of the jump
+        # (right after the opening jump; the sellers are the many small holders resting offers)
         burst = spaced_times(
-            rng, t_pump, int(draw(rng, burst_s) * US), draw_int(rng, burst_trades), min_gap_us=US // 10
+            rng,
+            t_pump + jump * g,
+            int(draw(rng, burst_s) * US),
+            draw_int(rng, burst_trades),
+            min_gap_us=US // 10,
         )
         for t in burst:
             buyer = ctx.crowd_account(rng, Segment.RETAIL) if retail else pick(rng, gang)
-            _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional))
+            v = pick(rng, u.venues)
+            px = ctx.price(a, v, int(t)) * (1 + rng.uniform(0, 5e-4))
+            seller = ctx.crowd_account(rng, Segment.RETAIL) if retail else None
+            while seller is None or seller == buyer:
+                seller = (
+                    counterparty(ctx, rng, px, a, v) if not retail else ctx.crowd_account(rng, Segment.RETAIL)
+                )
+            inj.cross(int(t), seller, buyer, Side.BUY, px, draw(rng, crowd_notional) / px, venue=v)
 
         # 4. the dump: manipulators sell everything into the crowd from the peak into the decay
         n_dump = draw_int(rng, dump_trades)
