@@ -54,8 +54,8 @@ class AccountDeviation(Rule):
     def candidates(self, t: Tables, p: AccountDeviationParams) -> ir.Table:
         acc = t["accounts"]
         acc = acc.filter(acc.segment == p.segment).select("account_id", "baseline_hourly_notional")
-        at = account_trades(t["trades"]).join(acc, "account_id")
-        at = at.mutate(notional=at.price * at.qty)
+        legs = account_trades(t["trades"]).join(acc, "account_id")
+        at = legs.mutate(notional=legs.price * legs.qty)
         at = at.mutate(window=at.notional.sum().over(trailing(at, ["account_id"], p.window_s)))
         norm = at.baseline_hourly_notional * (p.window_s / 3600)
         at = at.mutate(m=at.window / ibis.greatest(norm, 1e-9))

@@ -54,8 +54,8 @@ class VolumeSpike(Rule):
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
         data_start = tr.ts_us.min().as_scalar()
-        at = account_trades(tr)
-        at = at.mutate(notional=at.price * at.qty)
+        legs = account_trades(tr)
+        at = legs.mutate(notional=legs.price * legs.qty)
         short = at.notional.sum().over(trailing(at, ["account_id"], p.short_window_s))
         total = at.notional.sum().over(trailing(at, ["account_id"], p.short_window_s + p.long_window_s))
         at = at.mutate(recent=short, prior=total - short)
@@ -77,12 +77,13 @@ class VolumeSpike(Rule):
             recent=hits.recent.max(),
         )
         # evidence: the account's trades in the short window before the first hit up to the last hit
-        ev = at.join(
+        # (joined to the plain legs, so the windowed relation is not computed twice)
+        ev = legs.join(
             g,
             [
-                at.account_id == g.account_id,
-                at.ts_us >= g.first_hit - p.short_window_s * US,
-                at.ts <= g.window_end,
+                legs.account_id == g.account_id,
+                legs.ts_us >= g.first_hit - p.short_window_s * US,
+                legs.ts <= g.window_end,
             ],
         )
         e = ev.group_by([ev.account_id, ev.episode]).aggregate(
