@@ -131,6 +131,11 @@ def detect(
     write_alerts(result.alerts, out)
     _print_runs(result)
     console.print(f"{result.alerts.num_rows} alerts written to {out}")
+    if result.ml_scores is not None:
+        from market_surveillance.ml.rule import write_scores
+
+        csv_path, _ = write_scores(result.ml_scores, out.parent)
+        console.print(f"{len(result.ml_scores)} account scores written to {csv_path} (+ .parquet)")
     if db is not None:
         from market_surveillance.store import record_detection
 
