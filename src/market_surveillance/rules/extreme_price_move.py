@@ -1,0 +1,156 @@
+"""MS003 extreme_price_move — a print far outside the asset's trailing price distribution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+
+@dataclass(frozen=True)
+class ExtremePriceMoveParams(Params):
+    window_s: int = param(1800, low=1, doc="trailing window of prior prints on the asset, seconds")
+    sigma: float = param(4.5, low=0.0, closed="neither", doc="z-score above which a print is extreme")
+    min_obs: int = param(30, low=2, doc="prior prints required in the window before a z-score is trusted")
+    min_rel_std: float = param(
+        0.002, low=0.0, closed="both", doc="floor of the std as a fraction of the mean (0.002 = 20 bps)"
+    )
+    episode_gap_s: int = param(600, low=1, doc="extreme prints further apart start a new episode, seconds")
+
+
+def trailing_price_stats(tr: ir.Table, window_s: int) -> ir.Table:
+    """``trade_id, ts, ts_us, asset, price`` plus ``n_prior``, ``mean_prior`` and ``std_prior``: count,
+    mean and sample std of the asset's prints strictly before each print (order ``ts_us, trade_id``)
+    within the trailing ``window_s`` seconds.
+
+    Cumulative-sum formulation, chosen over per-row range-window aggregates after measuring them
+    (1M trades, 10 assets, DuckDB, 2 threads): range-window avg+std 4.7 s (and it counts the print
+    itself), running sums with the window start taken from a range-window ``min`` 7–10 s, this version
+    4.4 s. Running sums ``C1 = Σq``, ``C2 = Σq²`` and the row number are taken per asset in one ordered
+    pass; for every print a *query row* at ``ts_us − window`` is merged into the same ordered stream
+    (sorting before prints of equal time, since the window bound is inclusive), and a running ``max``
+    of ``C1``, ``C2`` and the row number carries the last values before the window start to it (they
+    are non-decreasing because ``q = price − min price of the asset ≥ 0``). Window sums are then
+    differences of running sums: no range window, no self-join, no variable-offset lag, and the same
+    plan compiles on Spark. Shifting by the minimum also keeps ``Σq² − (Σq)²/n`` free of cancellation.
+    """
+    tr = tr.select("trade_id", "ts", "ts_us", "asset", "price")
+    tr = tr.mutate(_q=tr.price - tr.price.min().over(ibis.window(group_by=tr.asset)))
+    order = [tr.ts_us, tr.trade_id]
+    cw = ibis.cumulative_window(group_by=tr.asset, order_by=order)
+    tr = tr.mutate(
+        _rn=ibis.row_number().over(ibis.window(group_by=tr.asset, order_by=order)),  # 0-based
+        _c1=tr._q.sum().over(cw),
+        _c2=(tr._q * tr._q).sum().over(cw),
+    )
+    cols = tr.columns
+    nullable = {c: tr[c].type().copy(nullable=True) for c in cols}  # both union sides must agree
+    prints = tr.select(
+        _sort=tr.ts_us,
+        _kind=ibis.literal(1),
+        _krn=tr._rn,
+        _k1=tr._c1,
+        _k2=tr._c2,
+        **{c: (tr[c] if c == "asset" else ibis.null()).cast(nullable[c]) for c in cols},
+    )
+    queries = tr.select(
+        _sort=tr.ts_us - int(window_s * US),
+        _kind=ibis.literal(0),
+        _krn=ibis.null("int64"),
+        _k1=ibis.null("float64"),
+        _k2=ibis.null("float64"),
+        **{c: tr[c].cast(nullable[c]) for c in cols},
+    )
+    u = prints.union(queries)
+    before = ibis.cumulative_window(group_by=u.asset, order_by=[u._sort, u._kind])
+    u = u.mutate(_b=u._krn.max().over(before), _b1=u._k1.max().over(before), _b2=u._k2.max().over(before))
+    q = u.filter(u._kind == 0)
+    # prints before the window start: _b + 1 of them (0-based row number), none when _b is null
+    q = q.mutate(
+        n_prior=q._rn - (q._b.fill_null(-1) + 1),
+        _s1=q._c1 - q._q - q._b1.fill_null(0.0),
+        _s2=q._c2 - q._q * q._q - q._b2.fill_null(0.0),
+    )
+    n = q.n_prior.cast("float64")
+    mean_q = q._s1 / n
+    # sample variance of the prior prints; clipped at 0 against rounding
+    var = ((q._s2 - q._s1 * mean_q) / (n - 1)).clip(lower=0)
+    q = q.mutate(
+        mean_prior=ibis.ifelse(q.n_prior > 0, mean_q + (q.price - q._q), ibis.null()),
+        std_prior=ibis.ifelse(q.n_prior > 1, var.sqrt(), ibis.null()),
+    )
+    return q.select("trade_id", "ts", "ts_us", "asset", "price", "n_prior", "mean_prior", "std_prior")
+
+
+@register
+class ExtremePriceMove(Rule):
+    """Extreme price move (z-score of a print against the asset's trailing 30-minute prices).
+
+    What it detects
+        Prints whose price lies more than ``sigma`` standard deviations from the mean of the asset's
+        prints (all venues) in the trailing ``window_s`` seconds, z = |p − mean| / max(std, mean ×
+        ``min_rel_std``), once at least ``min_obs`` prior prints are in the window. Extreme prints closer
+        than ``episode_gap_s`` form one episode per asset. Implementation: running sums of price and
+        price² differenced at the window start, found by merging a query row per print into the ordered
+        stream (see :func:`trailing_price_stats`): per-row range-window mean/std is the measured hot spot
+        at 10M trades.
+    Why it is abusive
+        A sudden dislocation of the traded price is the footprint of a pump (coordinated buying that
+        ramps the price before the dump), of marking the close and of momentum ignition. EU MAR Annex
+        I(1)(a)-(b) (securing the price at an abnormal level), Annex II 1(b) pump and dump.
+    Known false positives
+        Genuine news and listing events, liquidations cascading through a thin book, and fat-finger
+        prints. A random-walk price that sits still for a while and then moves reaches 4.5 "sigmas" of its own
+        quiet window with an ordinary move; the ``min_rel_std`` floor (20 bps: well under the 40–70 bps a
+        30-minute window of a major moves) means a print must be ≥ 90 bps off the trailing mean to fire. At
+        10 bps, background random walks of the synthetic day fired 1–4 times per day.
+    """
+
+    rule_id = "MS003"
+    name = "extreme_price_move"
+    typology = Typology.PUMP_AND_DUMP
+    regulatory_name = "EU MAR Annex I(1)(a)-(b): securing the price at an abnormal or artificial level"
+    metric = "max_abs_z"
+    threshold_param = "sigma"
+    Params = ExtremePriceMoveParams
+    requires = ("trades",)
+
+    def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
+        tr = trailing_price_stats(t["trades"], p.window_s)
+        scale = ibis.greatest(tr.std_prior, tr.mean_prior * p.min_rel_std)
+        tr = tr.mutate(z=(tr.price - tr.mean_prior).abs() / scale, up=tr.price > tr.mean_prior)
+        hits = tr.filter((tr.n_prior >= p.min_obs) & (tr.z > p.sigma))
+        hits = with_episodes(hits, ["asset"], p.episode_gap_s, tiebreak="trade_id")
+        g = hits.group_by(["asset", "episode"]).aggregate(
+            value=hits.z.max(),
+            n=hits.count(),
+            n_up=hits.up.cast("int64").sum(),
+            window_start=hits.ts.min(),
+            window_end=hits.ts.max(),
+            evidence_trade_ids=hits.trade_id.collect(),
+        )
+        direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
+        return g.select(
+            asset=g.asset,
+            venue=null_str(),
+            # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
+            accounts=ibis.literal([], type="array<string>"),
+            window_start=g.window_start,
+            window_end=g.window_end,
+            value=g.value.cast("float64"),
+            score=g.value.cast("float64") / p.sigma,
+            evidence_trade_ids=g.evidence_trade_ids,
+            evidence_order_ids=empty_str_array(),
+            explanation=g.n.cast("string")
+            + " print(s) up to "
+            + g.value.round(1).cast("string")
+            + " sigma, mostly "
+            + direction
+            + " the trailing mean",
+        )
