@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import random
+
+from market_surveillance.io.canonical import from_arrow
+from market_surveillance.rules.volume_spike import VolumeSpike, VolumeSpikeParams
+from market_surveillance.testing import at, trades
+
+H = 3600
+
+
+def _steady(acct: str, hours: float, notional_per_hour: float, start: float = 0.0):
+    # one $notional_per_hour trade every hour (price 100), each against a different counterparty
+    return [
+        {"ts": start + H * i, "buyer_id": acct, "seller_id": f"mm{acct}{i}", "qty": notional_per_hour / 100}
+        for i in range(int(hours))
+    ]
+
+
+def _burst(acct: str, start: float, n: int, notional_each: float):
+    return [
+        {"ts": start + 60 * i, "buyer_id": acct, "seller_id": f"cp{acct}{i}", "qty": notional_each / 100}
+        for i in range(n)
+    ]
+
+
+def _run(rows, params=None):
+    rows = [{**r, "trade_id": f"T{i:04d}"} for i, r in enumerate(rows)]
+    _, t, _ = from_arrow({"trades": trades(rows)})
+    return VolumeSpike(params).run(t)
+
+
+def test_volume_spike_injected_found_with_account_and_window():
+    # 20 h at $10k/h, then $200k within 20 minutes: 2 h = $200k+ vs prior rate $20k per 2 h
+    rows = _steady("acct", 20, 10_000) + _burst("acct", 20 * H, 20, 10_000)
+    out = _run(rows)
+    assert out.num_rows == 1
+    r = out.to_pylist()[0]
+    assert r["accounts"] == ["acct"] and r["asset"] == "BTC-USD"
+    assert r["window_end"] == at(20 * H + 60 * 19)
+    assert r["value"] >= 5
+
+
+def test_volume_spike_clean_steady_accounts_no_alert():
+    rows = _steady("a", 24, 50_000) + _steady("b", 24, 30_000, start=600)
+    assert _run(rows).num_rows == 0
+
+
+def test_volume_spike_just_under_ratio_or_notional_no_alert():
+    # prior 12 h at $20k/h → $40k per 2 h; a 2-h total of $190k is 4.75× < 5×
+    rows = _steady("acct", 20, 20_000) + _burst("acct", 20 * H, 10, 15_000)
+    assert _run(rows).num_rows == 0
+    # 10× the baseline but only $90k: under the notional floor
+    small = _steady("acct", 20, 1_000) + _burst("acct", 20 * H, 9, 10_000)
+    assert _run(small).num_rows == 0
+
+
+def test_volume_spike_no_alert_during_warm_up():
+    # the same burst in the first 12 h has no baseline to be judged against
+    assert _run(_burst("acct", 3 * H, 30, 10_000)).num_rows == 0
+
+
+def test_volume_spike_sensitive_vs_default_params():
+    rows = _steady("acct", 20, 20_000) + _burst("acct", 20 * H, 10, 15_000)
+    assert _run(rows, VolumeSpikeParams(ratio=4.0)).num_rows == 1
+
+
+def test_volume_spike_invariant_to_row_order():
+    rows = _steady("acct", 20, 10_000) + _burst("acct", 20 * H, 20, 10_000) + _steady("z", 24, 5_000)
+    rows = [{**r, "trade_id": f"T{i:04d}"} for i, r in enumerate(rows)]
+    shuffled = rows[:]
+    random.Random(5).shuffle(shuffled)
+    _, t1, _ = from_arrow({"trades": trades(rows)})
+    _, t2, _ = from_arrow({"trades": trades(shuffled)})
+    assert VolumeSpike().run(t1).equals(VolumeSpike().run(t2))
