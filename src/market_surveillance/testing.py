@@ -125,3 +125,23 @@ def empty_dataset() -> dict[str, pa.Table]:
         name: make_table(name, [])
         for name in ("trades", "orders", "accounts", "network", "positions", "assets")
     }
+
+
+def golden_alerts(seed: int = 7) -> list[str]:
+    """The reference scenario's alert set: sorted ``rule_id alert_id`` lines (seed 7, small, defaults).
+
+    ``tests/golden/reference_alerts.txt`` holds it; regenerate with
+    ``python -c "from market_surveillance.testing import golden_alerts as g; print(*g(), sep='\\n')"
+    > tests/golden/reference_alerts.txt`` only when a change of the alert set is intended and explained.
+    """
+    from market_surveillance.io.canonical import from_arrow
+    from market_surveillance.pipeline import run_rules
+    from market_surveillance.rules.config import build_rules
+    from market_surveillance.simulate import simulate
+
+    data = simulate(seed, scale="small")
+    _, tables, profile = from_arrow(data)
+    alerts = run_rules(tables, profile, build_rules()).alerts
+    return sorted(
+        f"{r} {a}" for r, a in zip(alerts["rule_id"].to_pylist(), alerts["alert_id"].to_pylist(), strict=True)
+    )
