@@ -10,7 +10,7 @@ GOLDEN = Path(__file__).parent / "golden" / "reference_alerts.txt"
 
 
 def test_reference_scenario_alert_set_unchanged():
-    expected = GOLDEN.read_text().split("\n")
+    expected = GOLDEN.read_text().splitlines()
     got = golden_alerts(7)
     added, removed = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
     assert not added and not removed, (
