@@ -19,9 +19,50 @@ from market_surveillance.ml import (
     score_accounts,
     write_scores,
 )
+from market_surveillance.ml.features import peer_labels, peer_normalize
 from market_surveillance.ml.rule import MLAnomalyParams
 from market_surveillance.rules.base import ALERT_SCHEMA
 from market_surveillance.testing import empty_dataset, make_table, orders, trades
+
+# ---------------------------------------------------------------------------------------------
+# Peer groups: a segment's own norm, not the majority's
+# ---------------------------------------------------------------------------------------------
+
+
+def _segments(seed: int) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """300 retail-like rows, 20 market-maker-like rows shifted far on every feature (their normal), and
+    3 retail rows planted as outliers on two features; returns features, segments, planted flags."""
+    rng = np.random.default_rng(seed)
+    cols = [f"f{i}" for i in range(5)]
+    retail = rng.normal(0.0, 1.0, size=(300, 5))
+    retail[:3, :2] += 6.0
+    mm = rng.normal(12.0, 1.0, size=(20, 5))
+    X = pd.DataFrame(np.vstack([retail, mm]), columns=cols, index=[f"A{i:03d}" for i in range(320)])
+    seg = pd.Series(["retail"] * 300 + ["market_maker"] * 20, index=X.index)
+    planted = np.zeros(320, dtype=bool)
+    planted[:3] = True
+    return X, seg, planted
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_peer_groups_rank_planted_outliers_above_a_whole_normal_segment(seed: int):
+    X, seg, planted = _segments(seed)
+    plain = AnomalyDetector(random_state=0).fit(X).decision_scores_
+    peer = AnomalyDetector(random_state=0).fit(peer_normalize(X, seg)).decision_scores_
+    top3 = lambda s: set(np.argsort(-s)[:3])  # noqa: E731
+    assert top3(peer) == set(np.flatnonzero(planted))
+    assert not top3(plain) <= set(np.flatnonzero(planted))  # without peers the segment itself stands out
+
+
+def test_peer_normalize_centres_each_segment_and_pools_small_ones():
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 100.0]}, index=list("abcdefg"))
+    seg = pd.Series(["r", "r", "r", "m", "m", "m", "tiny"], index=X.index)
+    Z = peer_normalize(X, seg, min_group=3)
+    assert Z["a"].tolist() == [-1.0, 0.0, 1.0, -10.0, 0.0, 10.0, 100.0 - 10.0]  # tiny: population median
+    assert peer_labels(seg, 3).tolist() == ["r"] * 3 + ["m"] * 3 + ["__all__"]
+    Zl = peer_normalize(X, seg, log_features=["a"], min_group=3)
+    assert Zl.loc["b", "a"] == 0.0 and Zl.loc["a", "a"] == pytest.approx(np.log1p(1.0) - np.log1p(2.0))
+
 
 # ---------------------------------------------------------------------------------------------
 # Detector: PyOD-style template (generated data, known contamination, fixed seed)
@@ -378,7 +419,7 @@ def test_ml_rule_alerts_one_per_flagged_account_with_explanation_and_evidence():
     assert sneaky["window_end"] > sneaky["window_start"]
     # "feature=value (median m)" for the top features
     assert sneaky["explanation"].startswith("rank ")
-    assert "(median " in sneaky["explanation"]
+    assert "(peer median " in sneaky["explanation"]
     assert any(name in sneaky["explanation"] for name in ("msg_rate_peak=40/min", "quick_cancel_share="))
 
 
@@ -402,7 +443,7 @@ def test_ml_rule_candidates_match_run_and_asset_params_refused():
 def test_ml_rule_other_pyod_model_by_name_runs():
     alerts = MLAnomaly(MLAnomalyParams(model="ecod", contamination=0.05)).run(_tables(_population(0)))
     assert alerts.num_rows >= 1
-    assert all("(median " in e for e in alerts["explanation"].to_pylist())
+    assert all("(peer median " in e for e in alerts["explanation"].to_pylist())
 
 
 def test_ml_write_scores_round_trip_and_account_auc(tmp_path):

@@ -51,13 +51,23 @@ def _fmt(x: float) -> str:
 
 
 def describe(
-    X: pd.DataFrame, contrib: pd.DataFrame, top: int = 3, medians: pd.Series | None = None
+    X: pd.DataFrame,
+    contrib: pd.DataFrame,
+    top: int = 3,
+    medians: pd.Series | pd.DataFrame | None = None,
+    reference: str = "median",
 ) -> tuple[list[str], list[list[str]]]:
-    """For each row: a sentence naming its ``top`` features with value vs population median, and their names.
+    """For each row: a sentence naming its ``top`` features with value vs a median, and their names.
 
-    Only features that push towards anomalous (contribution > 0) are named.
+    ``medians`` is one reference per column (default: X's medians) or a frame aligned with X giving each row
+    its own (e.g. its peer group's); ``reference`` names it in the sentence. Only features that push towards
+    anomalous (contribution > 0) are named.
     """
     med = X.median() if medians is None else medians
+    if isinstance(med, pd.DataFrame):
+        mvals = med.loc[X.index, list(X.columns)].to_numpy(dtype="float64")
+    else:
+        mvals = np.broadcast_to(med.loc[list(X.columns)].to_numpy(dtype="float64"), X.shape)
     values = X.to_numpy()
     c = contrib.to_numpy()
     cols = list(X.columns)
@@ -69,7 +79,7 @@ def describe(
         parts = []
         for j in picked:
             unit = UNITS.get(cols[j], "")
-            parts.append(f"{cols[j]}={_fmt(values[i, j])}{unit} (median {_fmt(float(med.iloc[j]))}{unit})")
+            parts.append(f"{cols[j]}={_fmt(values[i, j])}{unit} ({reference} {_fmt(float(mvals[i, j]))}{unit})")
         sentences.append("; ".join(parts))
         names.append([cols[j] for j in picked])
     return sentences, names

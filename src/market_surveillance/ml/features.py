@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
 US_PER_S = 1_000_000
@@ -216,7 +217,7 @@ def feature_expression(t: Mapping[str, ir.Table]) -> ir.Table:
         _trade_features(tr, legs),
         _order_features(o),
         _activity(legs, o),
-        acc.select("account_id", "baseline_hourly_notional"),
+        acc.select("account_id", "baseline_hourly_notional", "segment"),
     ]
     if "positions" in t and "assets" in t:
         parts.append(_position_features(t["positions"], t["assets"]))
@@ -244,7 +245,7 @@ def account_features(t: Mapping[str, ir.Table], *, with_activity: bool = False) 
     raw = feature_expression(t).to_pandas()
     raw = raw.set_index("account_id").sort_index()
     raw.index.name = "account_id"
-    num = raw.drop(columns=["first_ts", "last_ts"]).astype("float64").fillna(0.0)
+    num = raw.drop(columns=["first_ts", "last_ts", "segment"]).astype("float64").fillna(0.0)
     f = pd.DataFrame(index=raw.index)
     f["notional"] = num["notional"]
     f["trade_count"] = num["trade_count"]
@@ -272,4 +273,37 @@ def account_features(t: Mapping[str, ir.Table], *, with_activity: bool = False) 
     if with_activity:
         f["first_ts"] = raw["first_ts"]
         f["last_ts"] = raw["last_ts"]
+        f["segment"] = raw["segment"].fillna("unknown").astype(str)
     return f
+
+
+def peer_normalize(
+    X: pd.DataFrame, groups: pd.Series, log_features: list[str] | tuple[str, ...] = (), min_group: int = 10
+) -> pd.DataFrame:
+    """Centre each feature on the account's peer group (its segment) median: ``x - median(segment)``.
+
+    A market maker is then judged against market makers, not against the retail majority, whose quotes,
+    cancels and venue coverage it will always exceed. Only the centre is per group: the spread stays the
+    population's (the detector scales it), because within a small or uniform segment the IQR of discrete
+    features (venue count, counterparty shares) is often zero and would turn one extra venue into an outlier.
+    ``log_features`` get ``log1p`` first (heavy tails). Groups smaller than ``min_group`` are centred on the
+    whole population's median.
+    """
+    Z = X.astype("float64").copy()
+    for c in log_features:
+        Z[c] = np.log1p(Z[c].clip(lower=0.0))
+    g = peer_labels(groups.reindex(Z.index), min_group)
+    return Z - group_medians(Z, g)
+
+
+def peer_labels(groups: pd.Series, min_group: int) -> pd.Series:
+    """Segment per account; segments with fewer than ``min_group`` accounts become ``"__all__"``."""
+    g = groups.fillna("unknown").astype(str)
+    return g.where(g.map(g.value_counts()) >= min_group, "__all__")
+
+
+def group_medians(X: pd.DataFrame, peers: pd.Series) -> pd.DataFrame:
+    """Each row's peer-group median per column (the whole population's for ``"__all__"``)."""
+    med = X.groupby(peers).transform("median")
+    med[peers == "__all__"] = X.median().to_numpy()
+    return med

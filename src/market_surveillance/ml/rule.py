@@ -22,7 +22,15 @@ import pyarrow as pa
 from market_surveillance.enums import Typology
 from market_surveillance.ml.detector import AnomalyDetector
 from market_surveillance.ml.explain import contributions, describe
-from market_surveillance.ml.features import FEATURES, HEAVY_TAILED, account_features, trade_legs
+from market_surveillance.ml.features import (
+    FEATURES,
+    HEAVY_TAILED,
+    account_features,
+    group_medians,
+    peer_labels,
+    peer_normalize,
+    trade_legs,
+)
 from market_surveillance.rules.base import ALERT_SCHEMA, Params, Rule, finalize_alerts, param
 from market_surveillance.rules.registry import register
 from market_surveillance.schema import TS
@@ -46,6 +54,10 @@ class MLAnomalyParams(Params):
         doc="fewer active accounts than this: no model is fitted (no population to learn norms from)",
     )
     max_evidence: int = param(20, low=1, doc="most recent trade ids and order ids kept per alert")
+    peer_groups: bool = param(
+        True, doc="score each feature against the account's segment (market makers vs market makers)"
+    )
+    min_peer_group: int = param(10, low=2, doc="smaller segments are compared with the whole population")
     explain_share: float = param(
         0.05,
         low=0.0,
@@ -60,7 +72,8 @@ def _detector(p: MLAnomalyParams) -> AnomalyDetector:
         model=p.model,
         contamination=p.contamination,
         random_state=p.random_state,
-        log_features=list(HEAVY_TAILED),
+        # peer-normalised features are already logged
+        log_features=None if p.peer_groups else list(HEAVY_TAILED),
         **extra,
     )
 
@@ -81,7 +94,14 @@ def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame,
     active = ((feats["trade_count"] + feats["order_count"]) > 0).to_numpy()
     threshold = float("inf")
     if active.sum() >= p.min_accounts:
-        X = feats.loc[active, list(FEATURES)]
+        raw = feats.loc[active, list(FEATURES)]
+        if p.peer_groups:
+            seg = feats.loc[active, "segment"]
+            X = peer_normalize(raw, seg, list(HEAVY_TAILED), p.min_peer_group)
+            medians = group_medians(raw, peer_labels(seg, p.min_peer_group))
+            reference = "peer median"
+        else:
+            X, medians, reference = raw, raw.median(), "median"
         det = _detector(p).fit(X)
         scores = np.full(len(feats), det.decision_scores_.min())
         scores[active] = det.decision_scores_
@@ -92,7 +112,9 @@ def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame,
         n_explain = max(int(np.ceil(p.explain_share * len(X))), int(det.labels_.sum()))
         top = np.sort(np.argsort(-det.decision_scores_, kind="stable")[:n_explain])
         Xs = X.iloc[top]
-        sentences, names = describe(Xs, contributions(det, Xs), top=p.top_features, medians=X.median())
+        sentences, names = describe(
+            raw.iloc[top], contributions(det, Xs), top=p.top_features, medians=medians, reference=reference
+        )
         out.loc[Xs.index, "top_features"] = [", ".join(n) for n in names]
         out.loc[Xs.index, "explanation"] = sentences
         threshold = det.threshold_
