@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from market_surveillance.io.canonical import from_arrow
+from market_surveillance.rules import volume_spike
 from market_surveillance.rules.volume_spike import VolumeSpike, VolumeSpikeParams
 from market_surveillance.testing import at, trades
 
@@ -73,3 +78,36 @@ def test_volume_spike_invariant_to_row_order():
     _, t1, _ = from_arrow({"trades": trades(rows)})
     _, t2, _ = from_arrow({"trades": trades(shuffled)})
     assert VolumeSpike().run(t1).equals(VolumeSpike().run(t2))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    short_h=st.sampled_from([0.5, 1.0, 2.0, 2.5]),
+    long_h=st.sampled_from([3.0, 6.5, 12.0]),
+)
+def test_volume_spike_hour_prefilter_drops_no_alert(seed: int, short_h: float, long_h: float):
+    # the clock-hour bound is an exact superset: same alerts with and without it, whatever the windows
+    rng = random.Random(seed)
+    rows = []
+    for a in range(6):
+        t = rng.uniform(0, 3600)
+        while t < 30 * H:
+            burst = rng.random() < 0.05
+            rows.append(
+                {
+                    "ts": t,
+                    "buyer_id": f"a{a}",
+                    "seller_id": f"cp{rng.randrange(50)}",
+                    "qty": rng.uniform(200, 2_000) * (20 if burst else 1),
+                }
+            )
+            t += rng.expovariate(1 / 900)
+    p = VolumeSpikeParams(short_window_s=int(short_h * H), long_window_s=int(long_h * H), min_notional=50_000)
+    with_filter = _run(rows, p)
+    everyone = lambda at, _start, _p: at.select("account_id").distinct()  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(volume_spike, "_candidate_accounts", everyone)
+        without = _run(rows, p)
+    assert sorted(with_filter["alert_id"].to_pylist()) == sorted(without["alert_id"].to_pylist())
+    assert with_filter.num_rows == without.num_rows

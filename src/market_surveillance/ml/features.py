@@ -38,7 +38,7 @@ FEATURES: dict[str, str] = {
     "baseline_deviation": "peak hourly notional / stored baseline_hourly_notional",
     "order_size_rel": "median of new-order qty / the asset's median new-order qty",
     "order_size_rel_max": "max of new-order qty / the asset's median new-order qty",
-    "price_deviation_bps": "notional-weighted mean |price − trailing 30-min asset mean price|, bps",
+    "price_deviation_bps": "notional-weighted mean |price − the asset's mean print price over the trailing 30 minutes|, bps",
     "shared_network_accounts": "other accounts sharing a device id or IP subnet with this account",
 }
 
@@ -113,11 +113,16 @@ def _trade_features(tr: ir.Table, legs: ir.Table) -> ir.Table:
     hourly = legs.mutate(hour=legs.ts_us // (3600 * US_PER_S))
     hourly = hourly.group_by(["account_id", "hour"]).aggregate(h=hourly.notional.sum())
     hours = hourly.group_by("account_id").aggregate(peak_hour=hourly.h.max())
-    # price vs the asset's trailing 30-min mean (all venues), like MS003's reference price
+    # price vs the asset's mean print price (all venues) over the trailing 30 minutes, taken on one-minute
+    # buckets (the print's minute included): a per-row 30-min range window over every trade cost 3.5 of
+    # 5.4 s at 3M trades, this 0.3 s
+    m = tr.mutate(minute=tr.ts_us // (60 * US_PER_S))
+    bars = m.group_by(["asset", "minute"]).aggregate(s=m.price.sum(), n=m.count())
     w = ibis.range_window(
-        group_by=tr.asset, order_by=tr.ts_us, preceding=PRICE_WINDOW_S * US_PER_S, following=0
+        group_by=bars.asset, order_by=bars.minute, preceding=PRICE_WINDOW_S // 60 - 1, following=0
     )
-    ref = tr.select(trade_id=tr.trade_id, ref_price=tr.price.mean().over(w))
+    bars = bars.select("asset", "minute", ref_price=bars.s.sum().over(w) / bars.n.sum().over(w))
+    ref = m.join(bars, ["asset", "minute"]).select("trade_id", "ref_price")
     lp = legs.join(ref, "trade_id")
     lp = lp.mutate(dev=(lp.price - lp.ref_price).abs() / lp.ref_price * 1e4 * lp.notional)
     price = lp.group_by("account_id").aggregate(dev_sum=lp.dev.sum())

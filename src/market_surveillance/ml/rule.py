@@ -59,7 +59,7 @@ class MLAnomalyParams(Params):
     )
     min_peer_group: int = param(10, low=2, doc="smaller segments are compared with the whole population")
     explain_share: float = param(
-        0.05,
+        0.0,
         low=0.0,
         high=1.0,
         doc="top share of active accounts whose score is explained (always at least the flagged ones)",
@@ -67,7 +67,8 @@ class MLAnomalyParams(Params):
 
 
 def _detector(p: MLAnomalyParams) -> AnomalyDetector:
-    extra = {"n_estimators": p.n_estimators} if p.model == "iforest" else {}
+    # trees are built and scored on every core; the same random_state gives the same forest
+    extra = {"n_estimators": p.n_estimators, "n_jobs": -1} if p.model == "iforest" else {}
     return AnomalyDetector(
         model=p.model,
         contamination=p.contamination,
