@@ -50,7 +50,9 @@ def generate(
 @app.command("rules")
 def list_rules(
     config: Annotated[Path | None, typer.Option(help="TOML file overriding params")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")
+    ] = False,
 ) -> None:
     """List registered rules with their typology and parameters."""
     from market_surveillance.rules.config import ConfigError, build_rules, load_config
@@ -98,6 +100,13 @@ def detect(
         str | None, typer.Option(help="duckdb (default) | spark; default from $MS_ENGINE", envvar="MS_ENGINE")
     ] = None,
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL (default local[2])")] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="cap DuckDB's memory, e.g. 6GB (default: DuckDB's 80 % of RAM)",
+            envvar="MS_DUCKDB_MEMORY_LIMIT",
+        ),
+    ] = None,
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.pipeline import detect_source, write_alerts
@@ -107,6 +116,12 @@ def detect(
 
     if not data.exists():
         _fail(f"{data}: no such file or folder")
+    if memory_limit:
+        import os
+
+        from market_surveillance.io.canonical import MEMORY_LIMIT_ENV
+
+        os.environ[MEMORY_LIMIT_ENV] = memory_limit
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -164,13 +179,16 @@ from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
 
+
 @app.command("import")
 def import_(
     fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | canonical")],
     src: Annotated[Path, typer.Argument(help="source file or folder")],
     out: Annotated[Path, typer.Option(help="canonical folder to write (<table>.parquet)")],
     date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
-    venue: Annotated[str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")] = None,
+    venue: Annotated[
+        str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")
+    ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
     ] = None,

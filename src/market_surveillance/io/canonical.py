@@ -8,6 +8,8 @@ interval window end of 0 as ``... FOLLOWING`` (≈2.5× slower on DuckDB) while 
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,11 +31,29 @@ def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
     return tab
 
 
+#: environment variable capping DuckDB's memory (e.g. ``6GB``); DuckDB's own default is 80 % of RAM, which it
+#: fills lazily: at 10M trades the ML features reached 7.7 GiB RSS by default and 4.1 GiB at ``4GB``, equally fast
+MEMORY_LIMIT_ENV = "MS_DUCKDB_MEMORY_LIMIT"
+
+
 def duckdb_backend(con: duckdb.DuckDBPyConnection | None = None) -> ibis.BaseBackend:
     con = con or duckdb.connect()
+    limit = os.environ.get(MEMORY_LIMIT_ENV)
+    if limit:
+        try:
+            con.execute(f"SET memory_limit = '{_memory_size(limit)}'")
+        except duckdb.Error as exc:
+            raise ValueError(f"${MEMORY_LIMIT_ENV}={limit!r}: {exc}") from exc
     # Ibis 12 still writes `x -> ...` lambdas (array filter/distinct); DuckDB 2 refuses them by default
     con.execute("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
     return ibis.duckdb.from_connection(con)
+
+
+def _memory_size(text: str) -> str:
+    """A DuckDB memory size such as ``6GB`` or ``512MiB``; anything else is refused (it is spliced into SQL)."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text, flags=re.I):
+        raise ValueError(f"${MEMORY_LIMIT_ENV}={text!r}: expected a size such as 6GB or 512MiB")
+    return text.strip()
 
 
 def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
