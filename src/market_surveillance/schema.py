@@ -319,29 +319,40 @@ def validate_relation(
     if problems:
         return problems
     checks = row_checks(spec, cols)
+    # happy path first: plain parallel aggregates; the row-numbered (single-ordered) scans that name the
+    # bad rows run only when something is bad (at 10M trades they were most of the 11 s of validation)
     numbered = f"(SELECT *, row_number() OVER () AS __row FROM {relation_sql})"
     if checks:
-        agg = ", ".join(
-            f"count(*) FILTER (WHERE {ch.bad_sql}), "
-            f"list(__row ORDER BY __row) FILTER (WHERE {ch.bad_sql})[1:{max_rows}]"
-            for ch in checks
-        )
-        res = con.execute(f"SELECT {agg} FROM {numbered}").fetchone()
-        assert res is not None
-        for i, ch in enumerate(checks):
-            n, rows = res[2 * i], res[2 * i + 1]
-            if n:
-                problems.append(Problem(file_label, ch.column, ch.reason, tuple(rows or ()), int(n)))
+        counts = con.execute(
+            f"SELECT {', '.join(f'count(*) FILTER (WHERE {ch.bad_sql})' for ch in checks)} FROM {relation_sql}"
+        ).fetchone()
+        assert counts is not None
+        if any(counts):
+            agg = ", ".join(
+                f"count(*) FILTER (WHERE {ch.bad_sql}), "
+                f"list(__row ORDER BY __row) FILTER (WHERE {ch.bad_sql})[1:{max_rows}]"
+                for ch in checks
+            )
+            res = con.execute(f"SELECT {agg} FROM {numbered}").fetchone()
+            assert res is not None
+            for i, ch in enumerate(checks):
+                n, rows = res[2 * i], res[2 * i + 1]
+                if n:
+                    problems.append(Problem(file_label, ch.column, ch.reason, tuple(rows or ()), int(n)))
     if spec.key:
         key = ", ".join(_q(k) for k in spec.key)
-        res = con.execute(
-            f"SELECT count(*), list(__row ORDER BY __row)[1:{max_rows}] FROM "
-            f"(SELECT __row, count(*) OVER (PARTITION BY {key}) AS __n FROM {numbered}) WHERE __n > 1"
+        dup = con.execute(
+            f"SELECT count(*) FROM (SELECT {key} FROM {relation_sql} GROUP BY ALL HAVING count(*) > 1)"
         ).fetchone()
-        if res and res[0]:
-            problems.append(
-                Problem(file_label, ", ".join(spec.key), "duplicate id", tuple(res[1] or ()), int(res[0]))
-            )
+        if dup and dup[0]:
+            res = con.execute(
+                f"SELECT count(*), list(__row ORDER BY __row)[1:{max_rows}] FROM "
+                f"(SELECT __row, count(*) OVER (PARTITION BY {key}) AS __n FROM {numbered}) WHERE __n > 1"
+            ).fetchone()
+            if res and res[0]:
+                problems.append(
+                    Problem(file_label, ", ".join(spec.key), "duplicate id", tuple(res[1] or ()), int(res[0]))
+                )
     return problems
 
 
