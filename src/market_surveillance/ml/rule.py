@@ -45,7 +45,9 @@ class MLAnomalyParams(Params):
         0.02, low=0.0, high=0.5, closed="right", doc="expected share of anomalous accounts (alert threshold)"
     )
     model: str = param("iforest", choices=MODELS, doc="detector: IsolationForest or a PyOD model name")
-    n_estimators: int = param(200, low=10, doc="trees of the IsolationForest (iforest only)")
+    n_estimators: int = param(
+        100, low=10, doc="trees of the IsolationForest (iforest only; scikit-learn's default)"
+    )
     top_features: int = param(3, low=1, doc="features named in each alert's explanation")
     random_state: int = param(0, low=0, doc="seed of the detector (same seed, same scores)")
     min_accounts: int = param(
