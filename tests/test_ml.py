@@ -446,6 +446,13 @@ def test_ml_rule_other_pyod_model_by_name_runs():
     assert all("(peer median " in e for e in alerts["explanation"].to_pylist())
 
 
+def test_ml_rule_without_peer_groups_explains_against_population_median():
+    alerts = MLAnomaly(MLAnomalyParams(peer_groups=False, n_estimators=50)).run(_tables(_population(0)))
+    assert alerts.num_rows >= 1
+    texts = alerts["explanation"].to_pylist()
+    assert all("(median " in e and "peer median" not in e for e in texts)
+
+
 def test_ml_write_scores_round_trip_and_account_auc(tmp_path):
     data = _population(0)
     scores = score_accounts(_tables(data), MLAnomalyParams(n_estimators=50))
