@@ -93,11 +93,15 @@ def test_detect_source_unknown_engine_raises_before_reading(tmp_path: Path):
 
 
 def test_duckdb_memory_limit_from_environment_applied_and_bad_value_refused(monkeypatch):
+    from market_surveillance.io.adapters import _connect
     from market_surveillance.io.canonical import MEMORY_LIMIT_ENV, duckdb_backend
 
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "512MiB")
     be = duckdb_backend()
     limit = be.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.replace(" ", "") in ("512.0MiB", "536.8MB", "512MiB")
+    # imports read their sources under the same cap
+    limit = _connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
     assert limit.replace(" ", "") in ("512.0MiB", "536.8MB", "512MiB")
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "1GB; DROP TABLE x")
     with pytest.raises(ValueError, match="expected a size such as 6GB"):

@@ -36,7 +36,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market_surveillance.io.canonical import duckdb_backend, from_arrow
+from market_surveillance.io.canonical import connect, duckdb_backend, from_arrow
 from market_surveillance.rules.base import DataProfile
 from market_surveillance.schema import (
     TABLES,
@@ -89,7 +89,7 @@ def _lit(s: str) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = connect()
     con.execute("SET TimeZone = 'UTC'")
     return con
 

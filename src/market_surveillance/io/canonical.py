@@ -36,14 +36,23 @@ def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
 MEMORY_LIMIT_ENV = "MS_DUCKDB_MEMORY_LIMIT"
 
 
-def duckdb_backend(con: duckdb.DuckDBPyConnection | None = None) -> ibis.BaseBackend:
-    con = con or duckdb.connect()
+def connect() -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection, capped at ``$MS_DUCKDB_MEMORY_LIMIT`` when set.
+
+    Every connection that scans user data (detection, validation, imports) is made here, so the cap holds
+    for all of them."""
+    con = duckdb.connect()
     limit = os.environ.get(MEMORY_LIMIT_ENV)
     if limit:
         try:
             con.execute(f"SET memory_limit = '{_memory_size(limit)}'")
         except duckdb.Error as exc:
             raise ValueError(f"${MEMORY_LIMIT_ENV}={limit!r}: {exc}") from exc
+    return con
+
+
+def duckdb_backend(con: duckdb.DuckDBPyConnection | None = None) -> ibis.BaseBackend:
+    con = con or connect()
     # Ibis 12 still writes `x -> ...` lambdas (array filter/distinct); DuckDB 2 refuses them by default
     con.execute("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
     return ibis.duckdb.from_connection(con)
@@ -87,7 +96,7 @@ def open_dir_spark(data_dir: str | Path, *, validate: bool = True, backend: ibis
         validate_dir(data_dir)
     backend = backend or spark_backend()
     session = backend._session
-    probe = duckdb.connect()
+    probe = connect()
     tables: dict[str, ir.Table] = {}
     for name, spec in TABLES.items():
         path = find_table_file(data_dir, name)
