@@ -10,7 +10,7 @@ import ibis.expr.types as ir
 from market_surveillance.enums import Typology
 from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
-from market_surveillance.rules.pump_and_dump import bars, with_baseline
+from market_surveillance.rules.pump_and_dump import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.registry import register
 
 
@@ -67,11 +67,7 @@ class AssetVolumeSpike(Rule):
             window_start=hits.ts_first.min(),
             window_end=hits.ts_last.max(),
         )
-        ev = tr.mutate(bucket=tr.ts_us // int(p.window_s * US)).select("asset", "bucket", "trade_id")
-        hb = hits.select(h_asset=hits.asset, h_bucket=hits.bucket, h_episode=hits.episode)
-        j = ev.join(hb, (ev.asset == hb.h_asset) & (ev.bucket == hb.h_bucket))
-        ids = j.group_by([j.h_asset, j.h_episode]).aggregate(evidence_trade_ids=j.trade_id.collect())
-        g = g.left_join(ids, (g.asset == ids.h_asset) & (g.episode == ids.h_episode))
+        g = with_bucket_evidence(g, tr, hits, p.window_s)
         return g.select(
             asset=g.asset,
             venue=null_str(),

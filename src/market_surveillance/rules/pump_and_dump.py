@@ -33,6 +33,18 @@ def bars(trades: ir.Table, bucket_s: int) -> ir.Table:
     )
 
 
+def with_bucket_evidence(g: ir.Table, trades: ir.Table, hits: ir.Table, bucket_s: int) -> ir.Table:
+    """``g`` (one row per asset episode) with ``evidence_trade_ids``: the trades of the episode's hit buckets.
+
+    ``hits`` has ``asset``, ``bucket`` and ``episode``; the trades are joined on the few hit rows only.
+    """
+    ev = trades.mutate(bucket=trades.ts_us // int(bucket_s * US)).select("asset", "bucket", "trade_id")
+    hb = hits.select(h_asset=hits.asset, h_bucket=hits.bucket, h_episode=hits.episode)
+    j = ev.join(hb, (ev.asset == hb.h_asset) & (ev.bucket == hb.h_bucket))
+    ids = j.group_by([j.h_asset, j.h_episode]).aggregate(evidence_trade_ids=j.trade_id.collect())
+    return g.left_join(ids, (g.asset == ids.h_asset) & (g.episode == ids.h_episode))
+
+
 def with_baseline(b: ir.Table, baseline_s: int, bucket_s: int, warmup_s: int) -> ir.Table:
     """Add the asset's trailing per-bucket means of trade count and notional over ``baseline_s``
     (the current bucket excluded), the observed history length and the previous bucket's close."""
@@ -152,12 +164,7 @@ class PumpAndDump(Rule):
             window_start=hits.ts_first.min(),
             window_end=hits.ts_last.max(),
         )
-        # evidence: the trades of the episode's burst windows (joined on the few hit rows only)
-        ev = tr.mutate(bucket=tr.ts_us // int(p.bucket_s * US)).select("asset", "bucket", "trade_id")
-        hb = hits.select(h_asset=hits.asset, h_bucket=hits.bucket, h_episode=hits.episode)
-        j = ev.join(hb, (ev.asset == hb.h_asset) & (ev.bucket == hb.h_bucket))
-        ids = j.group_by([j.h_asset, j.h_episode]).aggregate(evidence_trade_ids=j.trade_id.collect())
-        g = g.left_join(ids, (g.asset == ids.h_asset) & (g.episode == ids.h_episode))
+        g = with_bucket_evidence(g, tr, hits, p.bucket_s)
         return g.select(
             asset=g.asset,
             venue=null_str(),
