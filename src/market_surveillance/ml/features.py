@@ -229,8 +229,8 @@ def feature_expression(t: Mapping[str, ir.Table]) -> ir.Table:
         .distinct()
     )
     parts = [
-        # its own legs, carrying the price reference: feeding the ids and activity from these too made them
-        # pay for the reference join (measured slower at 10M trades than splitting the trades twice)
+        # its own legs, carrying the price reference: fed from these, the activity aggregate paid for the
+        # reference join too (5.1 s vs 3.5 s alone at 10M trades; the whole feature query within noise)
         _trade_features(trade_legs(_with_ref_price(tr), extra=("ref_price",))),
         _order_features(o),
         _activity(legs, o),
