@@ -191,13 +191,13 @@ def module_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 
 
 def fake_alerts(n: int, start: int = 0, *, rule_id: str = "MS001", rule_name: str = "self_trade") -> pa.Table:
-    """``n`` alerts in ``rules.base.ALERT_SCHEMA`` with deterministic ids ``<rule_id>-<i>`` for i in
+    """``n`` alerts in ``alerts.ALERT_SCHEMA`` with deterministic ids ``<rule_id>-<i>`` for i in
     ``[start, start + n)``: alternating assets, one-minute windows, list columns filled."""
     import datetime as dt
 
     import pyarrow as pa
 
-    from market_surveillance.rules.base import ALERT_SCHEMA
+    from market_surveillance.alerts import ALERT_SCHEMA
 
     idx = range(start, start + n)
     t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -212,6 +212,7 @@ def fake_alerts(n: int, start: int = 0, *, rule_id: str = "MS001", rule_name: st
             "accounts": [[f"acc{i % 7}", f"acc{(i + 1) % 7}"] for i in idx],
             "window_start": [t0 + dt.timedelta(minutes=i) for i in idx],
             "window_end": [t0 + dt.timedelta(minutes=i + 1) for i in idx],
+            "detected_at": [t0 + dt.timedelta(minutes=i + 1) for i in idx],
             "score": [float(i % 10) for i in idx],
             "metric": ["self_trade_notional"] * n,
             "value": [float(i) for i in idx],

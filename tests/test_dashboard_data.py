@@ -8,9 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_surveillance import testing as tb
+from market_surveillance.alerts import ALERT_SCHEMA, write_alerts
 from market_surveillance.dashboard.data import DEFAULT_DB_URL, load_run, run_paths
-from market_surveillance.pipeline import write_alerts
-from market_surveillance.rules.base import ALERT_SCHEMA
 
 
 def test_run_paths_explicit_beats_env_beats_default(monkeypatch):

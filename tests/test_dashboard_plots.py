@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from market_surveillance import testing as tb
+from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.dashboard.plots import (
     aggressor_volume_figure,
     alert_counts_figure,
@@ -20,7 +21,6 @@ from market_surveillance.dashboard.plots import (
     score_distribution_figure,
 )
 from market_surveillance.io.canonical import from_arrow
-from market_surveillance.rules.base import ALERT_SCHEMA
 
 PAD = dt.timedelta(seconds=30)
 
@@ -36,6 +36,7 @@ def _alert(**kw: object) -> dict:
         "accounts": ["acct"],
         "window_start": tb.at(60),
         "window_end": tb.at(90),
+        "detected_at": tb.at(90),
         "score": 1.0,
         "metric": "trades",
         "value": 2.0,

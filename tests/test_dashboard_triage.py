@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 from market_surveillance import testing as tb
+from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.dashboard.triage import NEW, TriageWidget
 from market_surveillance.pipeline import DetectResult
-from market_surveillance.rules.base import ALERT_SCHEMA
 from market_surveillance.store import Store, record_detection
 
 
@@ -25,6 +25,7 @@ def _alert(alert_id: str, rule_name: str, asset: str, score: float, start: float
         "accounts": ["A1"],
         "window_start": tb.at(start),
         "window_end": tb.at(start + 60),
+        "detected_at": tb.at(start + 60),
         "score": score,
         "metric": "m",
         "value": 2.0,

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from market_surveillance.alerts import read_alerts
 from market_surveillance.cli import app
-from market_surveillance.pipeline import detect_source, read_alerts
+from market_surveillance.pipeline import detect_source
 from market_surveillance.testing import mini_dataset
 
 

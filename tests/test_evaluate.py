@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+from market_surveillance.alerts import ALERT_SCHEMA, alert_id
 from market_surveillance.evaluate import match_pairs, score
-from market_surveillance.rules.base import ALERT_SCHEMA, alert_id
 from market_surveillance.testing import at, make_table
 
 
@@ -25,6 +25,7 @@ def _alerts(rows: list[dict]) -> pa.Table:
             **r,
         }
         r["window_start"], r["window_end"] = at(r["window_start"]), at(r["window_end"])
+        r["detected_at"] = r["window_end"]
         r["alert_id"] = alert_id(
             r["rule_id"], r["asset"], r["venue"], r["accounts"], r["window_start"], r["window_end"]
         )

@@ -9,6 +9,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
+from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.io.canonical import from_arrow
 from market_surveillance.ml import (
     FEATURES,
@@ -21,7 +22,6 @@ from market_surveillance.ml import (
 )
 from market_surveillance.ml.features import peer_labels, peer_normalize
 from market_surveillance.ml.rule import MLAnomalyParams
-from market_surveillance.rules.base import ALERT_SCHEMA
 from market_surveillance.testing import empty_dataset, make_table, orders, trades
 
 # ---------------------------------------------------------------------------------------------

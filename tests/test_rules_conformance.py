@@ -7,9 +7,10 @@ import dataclasses
 import pyarrow as pa
 import pytest
 
+from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.enums import Typology
 from market_surveillance.io.canonical import from_arrow
-from market_surveillance.rules.base import ALERT_SCHEMA, Rule
+from market_surveillance.rules.base import Rule
 from market_surveillance.rules.registry import RESERVED_IDS, all_rules
 from market_surveillance.testing import empty_dataset, mini_dataset
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from market_surveillance.pipeline import DetectResult, RuleRun, read_alerts
-from market_surveillance.rules.base import ALERT_SCHEMA
+from market_surveillance.alerts import ALERT_SCHEMA, read_alerts
+from market_surveillance.pipeline import DetectResult, RuleRun
 from market_surveillance.store import STORED_ALERT_SCHEMA, Store, UnknownIdError, record_detection
 from market_surveillance.store import tables as db
 

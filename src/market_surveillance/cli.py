@@ -109,7 +109,8 @@ def detect(
     ] = None,
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
-    from market_surveillance.pipeline import detect_source, write_alerts
+    from market_surveillance.alerts import write_alerts
+    from market_surveillance.pipeline import detect_source
     from market_surveillance.rules.config import ConfigError
     from market_surveillance.rules.registry import all_rules
     from market_surveillance.schema import SchemaError

@@ -17,9 +17,10 @@ DEMO_SEED = 7
 
 def run_demo(out_dir: str | Path = "data", seed: int = DEMO_SEED, scale: str = "small") -> dict[str, object]:
     """Run the whole pipeline into ``out_dir`` and return the scorecard as a dict."""
+    from market_surveillance.alerts import write_alerts
     from market_surveillance.evaluate import score_files
     from market_surveillance.ml.rule import score_accounts, write_scores
-    from market_surveillance.pipeline import detect_source, write_alerts
+    from market_surveillance.pipeline import detect_source
     from market_surveillance.simulate import generate_to_dir
     from market_surveillance.store import record_detection
 

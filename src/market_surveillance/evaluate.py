@@ -168,7 +168,7 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     """
     import pyarrow.parquet as pq
 
-    from market_surveillance.pipeline import read_alerts
+    from market_surveillance.alerts import read_alerts
     from market_surveillance.schema import find_table_file
 
     data_dir = Path(data_dir)

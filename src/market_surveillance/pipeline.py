@@ -11,8 +11,10 @@ from typing import Any
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from market_surveillance.rules.base import ALERT_SCHEMA, DataProfile, Rule
+from market_surveillance.alerts import ALERT_SCHEMA
+from market_surveillance.rules.base import Rule
 from market_surveillance.rules.config import build_rules, load_config
+from market_surveillance.schema import DataProfile
 
 
 @dataclass
@@ -111,41 +113,3 @@ def detect_source(
         result = run_rules(src.tables, src.profile, rules, on_rule=on_rule)
         result.input_counts = src.counts
     return result
-
-
-def write_alerts(alerts: pa.Table, out: str | Path) -> Path:
-    """Write alerts to Parquet, or CSV when the path ends in .csv (lists joined with ';')."""
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        flat = alerts
-        for col in ("accounts", "evidence_trade_ids", "evidence_order_ids"):
-            idx = flat.schema.get_field_index(col)
-            flat = flat.set_column(idx, col, pc.binary_join(flat[col], ";"))
-        pacsv.write_csv(flat, out)
-    else:
-        pq.write_table(alerts, out)
-    return out
-
-
-def read_alerts(path: str | Path) -> pa.Table:
-    """Alerts written by :func:`write_alerts` (Parquet or CSV) back in :data:`ALERT_SCHEMA`."""
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if path.suffix == ".csv":
-        t = pacsv.read_csv(path)
-        for col in ("accounts", "evidence_trade_ids", "evidence_order_ids"):
-            idx = t.schema.get_field_index(col)
-            s = pc.fill_null(t[col].cast(pa.string()), "")
-            parts = pc.split_pattern(s, ";")
-            parts = pa.array([[x for x in v if x] for v in parts.to_pylist()], pa.list_(pa.string()))
-            t = t.set_column(idx, col, parts)
-        return t.select(ALERT_SCHEMA.names).cast(ALERT_SCHEMA)
-    return pq.read_table(path).cast(ALERT_SCHEMA)

@@ -483,3 +483,13 @@ def schema_markdown() -> str:
                 f"{'; '.join(cons)} | {col.description}{optional} |"
             )
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What a dataset offers, so rules that cannot run on it are skipped with a reason."""
+
+    tables: frozenset[str]
+    has_trade_accounts: bool = True
+    has_order_accounts: bool = True
+    has_order_ids: bool = True

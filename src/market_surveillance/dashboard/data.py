@@ -59,8 +59,7 @@ def _open_store(db_url: str) -> Any | None:
 
 
 def _alerts(data_dir: Path, store: Any | None) -> pd.DataFrame:
-    from market_surveillance.pipeline import read_alerts
-    from market_surveillance.rules.base import ALERT_SCHEMA
+    from market_surveillance.alerts import ALERT_SCHEMA, read_alerts
 
     if store is not None and hasattr(store, "alerts"):
         got = store.alerts()

@@ -1,7 +1,7 @@
 """Plotly figures for the monitoring notebook (returned, never shown, so they are testable and reusable).
 
 Inputs are the canonical tables (Ibis tables as returned by :func:`market_surveillance.io.canonical.open_dir`,
-Arrow tables or pandas frames) and alerts in :data:`market_surveillance.rules.base.ALERT_SCHEMA` (one alert is a
+Arrow tables or pandas frames) and alerts in :data:`market_surveillance.alerts.ALERT_SCHEMA` (one alert is a
 mapping, e.g. a row of ``alerts.to_pylist()`` or a pandas row). Ibis inputs are filtered on the backend to the
 alert's asset and time window before anything is pulled into pandas, so the figures stay cheap on large data.
 """

@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market_surveillance.io.canonical import connect, duckdb_backend, from_arrow
-from market_surveillance.rules.base import DataProfile
 from market_surveillance.schema import (
     TABLES,
+    DataProfile,
     Problem,
     SchemaError,
     _q,

@@ -18,8 +18,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from market_surveillance.rules.base import DataProfile
-from market_surveillance.schema import TABLES, conform, register_dir
+from market_surveillance.schema import TABLES, DataProfile, conform, register_dir
 
 TIMED = ("trades", "orders")
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from market_surveillance.alerts import ALERT_SCHEMA, finalize_alerts
 from market_surveillance.enums import Typology
 from market_surveillance.ml.detector import AnomalyDetector
 from market_surveillance.ml.explain import contributions, describe
@@ -31,7 +32,7 @@ from market_surveillance.ml.features import (
     peer_normalize,
     trade_legs,
 )
-from market_surveillance.rules.base import ALERT_SCHEMA, Params, Rule, finalize_alerts, param
+from market_surveillance.rules.base import Params, Rule, param
 from market_surveillance.rules.registry import register
 from market_surveillance.schema import TS
 

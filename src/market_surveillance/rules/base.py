@@ -1,4 +1,4 @@
-"""The rule contract: declared params, one alert schema, deterministic alert ids.
+"""The rule contract: declared params, candidates expression, execution (alerts: :mod:`market_surveillance.alerts`).
 
 A rule is a class with a stable ``rule_id``, a slug ``name``, the ``typology`` it targets, a frozen
 params dataclass and a :meth:`Rule.candidates` method that turns canonical Ibis tables into one row
@@ -9,7 +9,6 @@ whatever backend the tables live on (DuckDB or PySpark) and finalises the rows i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -18,50 +17,13 @@ from typing import Any, ClassVar
 
 import ibis
 import ibis.expr.types as ir
-import numpy as np
 import pyarrow as pa
 
+from market_surveillance.alerts import CANDIDATE_COLUMNS, finalize_alerts
 from market_surveillance.enums import Typology
-from market_surveillance.schema import TS
+from market_surveillance.schema import DataProfile
 
 Tables = Mapping[str, ir.Table]
-
-ALERT_SCHEMA = pa.schema(
-    [
-        pa.field("alert_id", pa.string(), nullable=False),
-        pa.field("rule_id", pa.string(), nullable=False),
-        pa.field("rule_name", pa.string(), nullable=False),
-        pa.field("typology", pa.string(), nullable=False),
-        pa.field("asset", pa.string()),
-        pa.field("venue", pa.string()),
-        pa.field("accounts", pa.list_(pa.string())),
-        pa.field("window_start", TS, nullable=False),
-        pa.field("window_end", TS, nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("value", pa.float64(), nullable=False),
-        pa.field("threshold", pa.float64(), nullable=False),
-        pa.field("evidence_trade_ids", pa.list_(pa.string())),
-        pa.field("evidence_order_ids", pa.list_(pa.string())),
-        pa.field("explanation", pa.string()),
-    ]
-)
-
-#: Columns a rule's :meth:`Rule.candidates` expression must return.
-CANDIDATE_COLUMNS = (
-    "asset",
-    "venue",
-    "accounts",
-    "window_start",
-    "window_end",
-    "value",
-    "score",
-    "evidence_trade_ids",
-    "evidence_order_ids",
-)
-
-MAX_EVIDENCE = 200  # ids kept per alert; the window bounds locate the rest
-
 
 # ---------------------------------------------------------------------------------------------
 # Declared, validated parameters (scikit-learn style)
@@ -153,16 +115,6 @@ class Params:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DataProfile:
-    """What a dataset offers, so rules that cannot run on it are skipped with a reason."""
-
-    tables: frozenset[str]
-    has_trade_accounts: bool = True
-    has_order_accounts: bool = True
-    has_order_ids: bool = True
-
-
 class Rule(ABC):
     """Base of every detection rule. Subclasses declare the ClassVars and implement :meth:`candidates`."""
 
@@ -222,6 +174,8 @@ class Rule(ABC):
         if missing:
             raise TypeError(f"{type(self).__name__}.candidates must return {missing}")
         cols = {col: c[col] for col in CANDIDATE_COLUMNS}
+        if "detected_at" in c.columns:
+            cols["detected_at"] = c["detected_at"]
         if "explanation" in c.columns:
             cols["explanation"] = c["explanation"].cast("string")
         else:
@@ -244,72 +198,6 @@ def _filter_assets(t: Tables, assets: list[str], *, exclude: bool) -> dict[str, 
         else:
             out[name] = tab
     return out
-
-
-def alert_id(
-    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any
-) -> str:
-    """Deterministic id: hash of rule, entity (asset, venue, accounts) and window."""
-    key = "|".join(
-        [rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start), str(end)]
-    )
-    return hashlib.sha1(key.encode()).hexdigest()[:20]
-
-
-def _str_list(col: pa.ChunkedArray | pa.Array, n: int) -> pa.Array:
-    if col.null_count == len(col):
-        return pa.array([[] for _ in range(n)], type=pa.list_(pa.string()))
-    vals = col.to_pylist()
-    return pa.array(
-        [sorted({str(v) for v in (x or []) if v is not None})[:MAX_EVIDENCE] for x in vals],
-        type=pa.list_(pa.string()),
-    )
-
-
-def finalize_alerts(rule: Rule, raw: pa.Table) -> pa.Table:
-    """Turn a candidates result into sorted, deduplicated alerts with ids (alerts are few: Python is fine)."""
-    n = raw.num_rows
-    if n == 0:
-        return ALERT_SCHEMA.empty_table()
-    accounts = _str_list(raw["accounts"], n)
-    trades = _str_list(raw["evidence_trade_ids"], n)
-    orders = _str_list(raw["evidence_order_ids"], n)
-    ws = raw["window_start"].cast(TS)
-    we = raw["window_end"].cast(TS)
-    assets = raw["asset"].cast(pa.string()).to_pylist()
-    venues = raw["venue"].cast(pa.string()).to_pylist()
-    acc_py = accounts.to_pylist()
-    ws_py, we_py = ws.to_pylist(), we.to_pylist()
-    ids = [
-        alert_id(rule.rule_id, a, v, ac, s, e)
-        for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)
-    ]
-    score = np.nan_to_num(raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
-    out = pa.Table.from_arrays(
-        [
-            pa.array(ids, pa.string()),
-            pa.array([rule.rule_id] * n, pa.string()),
-            pa.array([rule.name] * n, pa.string()),
-            pa.array([str(rule.typology)] * n, pa.string()),
-            pa.array(assets, pa.string()),
-            pa.array(venues, pa.string()),
-            accounts,
-            ws,
-            we,
-            pa.array(score, pa.float64()),
-            pa.array([rule.metric] * n, pa.string()),
-            raw["value"].cast(pa.float64()),
-            raw["threshold"].cast(pa.float64()),
-            trades,
-            orders,
-            raw["explanation"].cast(pa.string()),
-        ],
-        schema=ALERT_SCHEMA,
-    )
-    # one alert per id (an episode reached twice, e.g. through overlapping candidates, is one alert)
-    out = out.sort_by([("window_start", "ascending"), ("alert_id", "ascending")])
-    _, first = np.unique(np.asarray(out["alert_id"].to_pylist(), dtype=object), return_index=True)
-    return out.take(pa.array(np.sort(first)))
 
 
 def str_array(*cols: ir.Value) -> ir.ArrayValue:

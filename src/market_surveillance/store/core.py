@@ -26,8 +26,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from market_surveillance.alerts import ALERT_SCHEMA, LIST_COLUMNS
 from market_surveillance.enums import CasePriority, CaseStatus
-from market_surveillance.rules.base import ALERT_SCHEMA
 from market_surveillance.schema import TS
 from market_surveillance.store import tables as db
 from market_surveillance.store.errors import StoreError, TransitionError, UnknownIdError
@@ -35,7 +35,6 @@ from market_surveillance.store.workflow import CLOSED, check_transition, parse_s
 
 DEFAULT_URL = "sqlite:///data/alerts.sqlite"
 MIGRATIONS = Path(__file__).parent / "migrations"
-LIST_COLUMNS = ("accounts", "evidence_trade_ids", "evidence_order_ids")
 #: status filter value for alerts not (yet) attached to any case
 NEW = "new"
 

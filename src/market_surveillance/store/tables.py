@@ -78,6 +78,7 @@ alerts = sa.Table(
     sa.Column("accounts", sa.Text(), nullable=False),  # JSON list of strings
     sa.Column("window_start", UTCDateTime(), nullable=False),
     sa.Column("window_end", UTCDateTime(), nullable=False),
+    sa.Column("detected_at", UTCDateTime()),  # NULL only for rows written before migration 0002
     sa.Column("score", sa.Double(), nullable=False),
     sa.Column("metric", sa.String(64), nullable=False),
     sa.Column("value", sa.Double()),  # NaN is stored as NULL (SQLite cannot hold NaN)
