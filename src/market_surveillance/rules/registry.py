@@ -30,6 +30,8 @@ RESERVED_IDS = {
     "MS014": "ml_anomaly",
     "MS015": "pump_and_dump",
     "MS016": "asset_volume_spike",
+    "MS017": "owner_linked_trade",
+    "MS018": "marking_the_close",
 }
 
 
