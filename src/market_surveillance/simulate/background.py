@@ -41,6 +41,7 @@ class BackgroundPopulation:
     takers: dict[Segment, np.ndarray] = field(default_factory=dict)
     weights: dict[Segment, np.ndarray] = field(default_factory=dict)
     makers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    siblings: dict[str, list[str]] = field(default_factory=dict)  # owner -> its accounts, multi-account owners
 
     @property
     def all_ids(self) -> list[str]:
@@ -85,12 +86,12 @@ def create_population(ctx: SimContext, pop: Population, rng: np.random.Generator
 def assign_owners(ctx: SimContext, bg: BackgroundPopulation, rng: np.random.Generator) -> None:
     """Beneficial owners holding several innocent accounts (every other account is its own owner).
 
-    * Trading firms: one market-making account plus one or two institutional/proprietary taker accounts.
-      The taker now and then lifts its sibling's quote in the open book: the venue records a trade between
-      two accounts of one owner although nobody arranged it (the known false positive of owner-linked
-      wash-trade detection: a long-resting quote, partly filled, at the touch).
-    * Retail customers with a main account and a sub-account on the same device; the two never trade with
-      each other.
+    * Trading firms: one market-making account plus one or two institutional/proprietary taker accounts
+      (desks of one legal entity). The takers never fill their own firm's quotes (see ``_book``).
+    * Retail customers with a main account and a sub-account on the same device.
+
+    Accounts of one owner never trade with each other in the background: any such trade is wash trading
+    by definition, so it only appears in labelled scenarios.
     """
     makers = [m for ids in bg.makers.values() for m in ids]
     takers = list(bg.takers[Segment.INSTITUTIONAL]) + list(bg.takers[Segment.PROPRIETARY])
@@ -99,8 +100,11 @@ def assign_owners(ctx: SimContext, bg: BackgroundPopulation, rng: np.random.Gene
     tk_pick = iter(rng.permutation(len(takers)).tolist())
     for i in mm_pick:
         owner = ctx.accounts.owner_of(makers[int(i)])
+        bg.siblings[owner] = [makers[int(i)]]
         for _ in range(int(rng.integers(1, 3))):
-            ctx.accounts.set_owner(takers[next(tk_pick)], owner)
+            tk = takers[next(tk_pick)]
+            ctx.accounts.set_owner(tk, owner)
+            bg.siblings[owner].append(tk)
     # customers outside the two-account households, so no device ever links three accounts
     acc = ctx.accounts
     shared = {d for d, k in Counter(acc.net_device).items() if k > 1}
@@ -109,6 +113,7 @@ def assign_owners(ctx: SimContext, bg: BackgroundPopulation, rng: np.random.Gene
     n_pairs = max(1, len(retail) // 60)
     for a, b in rng.choice(len(retail), size=2 * n_pairs, replace=False).reshape(-1, 2):
         ctx.accounts.set_owner(retail[b], ctx.accounts.owner_of(retail[a]))
+        bg.siblings[ctx.accounts.owner_of(retail[a])] = [retail[a], retail[b]]
         dev = ctx.accounts.net_device[ctx.accounts.net_account.index(retail[a])]
         ctx.accounts.link(retail[b], device_id=dev)
 
@@ -167,6 +172,19 @@ def _book(ctx, asset, venue, n_k, bg, rng, seg_list, seg_share) -> None:  # type
         taker[sel] = ids[rng.choice(len(ids), size=len(sel), p=w)]
         _, med, cap = TAKERS[seg]
         notional[sel] = np.minimum(rng.lognormal(np.log(med), 0.9, len(sel)), cap) * asset.notional_scale
+    # a taker never fills its own firm's quote: such trades go to another maker of the book (owner-linked
+    # trades in the background would be true hits of owner-linked wash-trade detection, not noise)
+    owners = ctx.accounts.owners
+    index = {a: i for i, a in enumerate(ctx.accounts.ids)} if n_mm > 1 else {}
+    for j, mk in enumerate(makers if n_mm > 1 else []):
+        own = owners[index[mk]]
+        siblings = [a for a in bg.siblings.get(own, ()) if a != mk]
+        if siblings:
+            hit = (m == j) & np.isin(taker, siblings)
+            if hit.any():
+                m[hit] = (j + 1) % n_mm
+                cyc[hit] = (t[hit] - u.start_us - offset[m[hit]]) // r_us
+                price[hit] = mid[cyc[hit]] * np.where(buy[hit], 1.0 + half[m[hit]], 1.0 - half[m[hit]])
     qty = np.round(notional / price, 8)
     qty = np.maximum(qty, 1e-8)
 

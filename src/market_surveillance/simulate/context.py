@@ -48,8 +48,9 @@ class Universe:
     start_us: int  # epoch microseconds
     end_us: int
     grid_s: int = 1  # resolution of price paths, seconds
-    # benchmark fixings as UTC times of day "HH:MM" (daily candle close, perpetual funding, index fixing)
-    fixing_times: tuple[str, ...] = ("00:00", "08:00", "16:00")
+    # benchmark fixings as UTC times of day "HH:MM": the daily candle close by default; a venue may add its
+    # perpetual funding snapshots (08:00, 16:00) or an index fixing
+    fixing_times: tuple[str, ...] = ("00:00",)
 
     @property
     def n_grid(self) -> int:

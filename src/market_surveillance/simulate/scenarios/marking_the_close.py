@@ -1,6 +1,7 @@
 """Marking the close (crypto style): aggressive trading in the minutes before a benchmark fixing — the
-daily 00:00 UTC candle close, a perpetual's funding snapshot (00:00/08:00/16:00 UTC), an index fixing —
-pushes the price the fixing is taken at; it drifts back once the fixing is in.
+daily 00:00 UTC candle close (the default ``Universe.fixing_times``), a perpetual's funding snapshot, an
+index fixing — pushes the price the fixing is taken at; it drifts back once the fixing is in (when the
+fixing lies inside the simulated day; the 00:00 close is the day's last instant).
 
 Variants: ``ramp`` (a few trades a minute over the last 5–15 minutes) and ``last_minute`` (a handful of
 larger prints in the final 30–120 seconds). The move is a multiple of the asset's own volatility over the
