@@ -46,14 +46,13 @@ class TierRange:
 
 #: the documented tier ranges (docs/evaluation.md): from a BTC-like major to a thin micro-cap token
 TIERS: dict[LiquidityTier, TierRange] = {
-    _T.MAJOR: TierRange((1, 1), (20_000, 100_000), (3e11, 2e12), (0.02, 0.04), (1.0, 2.0), (2.5, 3.5)),
-    _T.LARGE_CAP: TierRange((1, 2), (50, 5_000), (2e10, 4e11), (0.03, 0.05), (0.7, 1.3), (1.2, 2.5)),
-    _T.MID_CAP: TierRange((1, 2), (0.2, 50), (5e8, 1e10), (0.04, 0.07), (0.3, 0.7), (0.5, 1.0)),
-    _T.SMALL_CAP: TierRange(
-        (1, 1), (0.1, 5), (1e7, 1e8), (0.05, 0.09), (0.15, 0.4), trades_per_min=(6, 15), thin=True
-    ),
+    _T.MAJOR: TierRange((1, 1), (20_000, 100_000), (3e11, 2e12), (0.02, 0.04), (1.0, 2.0), (3.0, 4.0)),
+    _T.LARGE_CAP: TierRange((1, 2), (50, 5_000), (2e10, 4e11), (0.03, 0.05), (0.7, 1.3), (1.5, 2.5)),
+    _T.MID_CAP: TierRange((1, 2), (0.2, 50), (5e8, 1e10), (0.04, 0.07), (0.3, 0.7), (0.8, 1.4)),
+    _T.SMALL_CAP: TierRange((1, 1), (0.1, 5), (1e7, 1e8), (0.05, 0.09), (0.15, 0.4), (0.4, 0.7), thin=True),
+    # the thin token: a few trades a minute whatever the scale, price under $0.10, market cap $1–10M
     _T.MICRO_CAP: TierRange(
-        (1, 1), (0.005, 0.1), (1e6, 1e7), (0.06, 0.12), (0.05, 0.15), trades_per_min=(2, 5), thin=True
+        (1, 1), (0.005, 0.1), (1e6, 1e7), (0.06, 0.12), (0.05, 0.15), trades_per_min=(2, 4), thin=True
     ),
 }
 TICKER_ROOTS = {
