@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import alert_rows, with_episodes
+from market_surveillance.rules._common import account_trades, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -28,6 +29,17 @@ class OwnerLinkedTradeParams(Params):
         5,
         low=2,
         doc="a subnet shared by more accounts than this is a carrier/corporate NAT, not a link",
+    )
+    max_chance: float = param(
+        0.01,
+        low=0.0,
+        high=1.0,
+        closed="right",
+        doc="the pair's crossings on a book must be less likely than this by chance, given each account's "
+        "own buy and sell share of that book (1.0: every crossing alerts)",
+    )
+    burst_s: int = param(
+        60, low=1, doc="an account's trades on one side of a book closer than this are one decision, seconds"
     )
     episode_gap_s: int = param(600, low=1, doc="linked trades further apart start a new episode, seconds")
 
@@ -59,6 +71,63 @@ def linked_pairs(t: Tables, p: OwnerLinkedTradeParams) -> ir.Table | None:
     if not parts:
         return None
     return ibis.union(*parts) if len(parts) > 1 else parts[0]
+
+
+def _beyond_chance(tr: ir.Table, linked: ir.Table, p: OwnerLinkedTradeParams) -> ir.Table:
+    """The linked (pair, asset, venue) books whose crossings are unlikely by chance.
+
+    Each buying decision of account ``a`` on a book (its buys, bursts within ``burst_s`` counted once: a
+    sliced order sweeping one resting quote is one decision) meets ``b`` as seller with probability
+    ``σ_b``, b's share of the book's sells leaving out its trades with ``a``; and symmetrically. The pair
+    is expected to cross ``λ = max(c_a^buy σ_b, c_b^sell β_a) + max(c_b^buy σ_a, c_a^sell β_b)`` times;
+    the chance of ``k`` or more crossings (``k`` counted in bursts too) is bounded by Chernoff's
+    ``exp(−λ) (eλ / k)^k`` for ``k > λ`` (1 otherwise). A market-making desk filled by a sibling desk of
+    the same firm crosses about as often as its share of the book predicts; a prearranged trade between
+    two accounts that otherwise barely meet cannot be explained so.
+    """
+    keys = ["acc_a", "acc_b", "asset", "venue"]
+    pl = with_episodes(linked, keys, p.burst_s, tiebreak="trade_id")
+    pair = pl.group_by(keys).aggregate(
+        k=pl.episode.max(),
+        n_ab=(pl.buyer_id == pl.acc_a).cast("int64").sum(),
+        n_all=pl.count(),
+    )
+    book = tr.group_by(["asset", "venue"]).aggregate(n=tr.count())
+    legs = account_trades(tr)
+    legs = with_episodes(legs, ["account_id", "asset", "venue", "side"], p.burst_s, tiebreak="trade_id")
+    per = legs.group_by(["account_id", "asset", "venue"]).aggregate(
+        buys=(legs.side == "buy").cast("int64").sum(),
+        sells=(legs.side == "sell").cast("int64").sum(),
+        c_buy=legs.episode.max(where=legs.side == "buy"),
+        c_sell=legs.episode.max(where=legs.side == "sell"),
+    )
+    x = pair.join(book, ["asset", "venue"])
+    for who in ("a", "b"):
+        r = per.select(
+            r_asset=per.asset,
+            r_venue=per.venue,
+            r_acct=per.account_id,
+            **{f"{c}_{who}": per[c].fill_null(0) for c in ("buys", "sells", "c_buy", "c_sell")},
+        )
+        x = x.left_join(r, [x.asset == r.r_asset, x.venue == r.r_venue, x[f"acc_{who}"] == r.r_acct])
+        x = x.drop("r_asset", "r_venue", "r_acct")
+    n_ba = x.n_all - x.n_ab
+    nf = ibis.greatest(x.n - x.n_all, 1).cast("float64")
+    # shares of the book leaving the pair's own trades out, so a wash trade does not explain itself
+    beta_a = (x.buys_a.fill_null(0) - x.n_ab).cast("float64") / nf
+    sigma_b = (x.sells_b.fill_null(0) - x.n_ab).cast("float64") / nf
+    beta_b = (x.buys_b.fill_null(0) - n_ba).cast("float64") / nf
+    sigma_a = (x.sells_a.fill_null(0) - n_ba).cast("float64") / nf
+    c = {k: x[k].fill_null(0).cast("float64") for k in ("c_buy_a", "c_sell_a", "c_buy_b", "c_sell_b")}
+    lam = ibis.greatest(c["c_buy_a"] * sigma_b, c["c_sell_b"] * beta_a) + ibis.greatest(
+        c["c_buy_b"] * sigma_a, c["c_sell_a"] * beta_b
+    )
+    lam = ibis.greatest(lam, 1e-12)
+    k = x.k.cast("float64")
+    log_chance = ibis.ifelse(k > lam, -lam + k * (1.0 + lam.ln() - k.ln()), 0.0)
+    if p.max_chance <= 0:
+        return x.filter(ibis.literal(False)).select(*keys)
+    return x.filter(log_chance <= math.log(p.max_chance)).select(*keys)
 
 
 @register
@@ -118,6 +187,7 @@ class OwnerLinkedTrade(Rule):
         )
         j = tr.join(links, ["acc_a", "acc_b"])
         keys = ["acc_a", "acc_b", "asset", "venue"]
+        j = j.semi_join(_beyond_chance(tr, j, p), keys)
         j = with_episodes(j, keys, p.episode_gap_s, tiebreak="trade_id")
         g = j.group_by([*keys, "episode"]).aggregate(
             n=j.count(),
