@@ -250,3 +250,9 @@ def test_cli_generate_random_clean_world(tmp_path):
 def test_simulate_unknown_world_is_clear():
     with pytest.raises(ValueError, match="unknown world 'mars'"):
         simulate(1, trades=SMALL, world="mars")
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_simulate_random_world_any_seed_orders_and_trades_consistent(seed: int):
+    check_invariants(simulate(seed, trades=12_000, world="random"))
