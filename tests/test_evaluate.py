@@ -221,3 +221,15 @@ def test_robustness_pools_seeds_and_lists_every_shortfall():
     short = rob.shortfalls()
     assert len(short) == 3 and short[0].startswith("recall wash_trading/self_trade/major: 1/2")
     assert rob.to_dict()["shortfalls"] == short
+
+
+def test_robustness_transfer_alerts_are_those_added_to_the_same_clean_world():
+    from market_surveillance.evaluate import Robustness
+
+    clean = score(_alerts([_self_trade_alert("k")]), _labels([]), n_trades=10_000)
+    with_transfers = score(
+        _alerts([_self_trade_alert("k"), _self_trade_alert("m", 900, 950)]), _labels([]), n_trades=10_010
+    )
+    rob = Robustness({}, {9: clean}, transfers=(9, 10, with_transfers))
+    assert rob.transfer_alerts() == {"self_trade": 1}
+    assert rob.to_dict()["internal_transfers"] == {"seed": 9, "transfers": 10, "added_alerts": {"self_trade": 1}}

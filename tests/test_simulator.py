@@ -256,3 +256,16 @@ def test_simulate_unknown_world_is_clear():
 @given(seed=st.integers(min_value=0, max_value=2**31 - 1))
 def test_simulate_random_world_any_seed_orders_and_trades_consistent(seed: int):
     check_invariants(simulate(seed, trades=12_000, world="random"))
+
+
+def test_simulate_internal_transfers_only_on_request_unlabelled_between_one_owners_accounts():
+    tables = simulate(6, trades=MID, world="random", inject=False, internal_transfers=12)
+    check_invariants(tables)
+    con = _con(tables)
+    linked = con.execute(
+        """SELECT count(*), count(t.scenario_id) FROM trades t
+           JOIN accounts b ON b.account_id = t.buyer_id JOIN accounts s ON s.account_id = t.seller_id
+           WHERE b.owner_id = s.owner_id AND t.buyer_id <> t.seller_id"""
+    ).fetchone()
+    assert linked == (12, 0)
+    assert tables["labels"].num_rows == 0

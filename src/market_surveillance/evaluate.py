@@ -247,14 +247,16 @@ PRECISION_FLOOR = 0.90
 CLEAN_ALERTS_PER_100K = 5.0
 
 
-def world_scorecard(seed: int, scale: str = "small", *, inject: bool = True, world: str = "random") -> Scorecard:
+def world_scorecard(
+    seed: int, scale: str = "small", *, inject: bool = True, world: str = "random", internal_transfers: int = 0
+) -> Scorecard:
     """Simulate one world, run every registered rule (ML included) with its defaults and score the alerts."""
     from market_surveillance.io.canonical import from_arrow
     from market_surveillance.pipeline import run_rules
     from market_surveillance.rules.config import build_rules
     from market_surveillance.simulate import simulate
 
-    data = simulate(seed, scale=scale, inject=inject, world=world)
+    data = simulate(seed, scale=scale, inject=inject, world=world, internal_transfers=internal_transfers)
     _, tables, profile = from_arrow(data)
     alerts = run_rules(tables, profile, build_rules()).alerts
     return score(alerts, data["labels"], n_trades=data["trades"].num_rows)
@@ -266,6 +268,21 @@ class Robustness:
 
     worlds: dict[int, Scorecard]
     clean: dict[int, Scorecard]
+    # (seed, transfers, scorecard): a clean world with that many innocent internal transfers added
+    transfers: tuple[int, int, Scorecard] | None = None
+
+    def transfer_alerts(self) -> dict[str, int]:
+        """Alerts per rule that the internal transfers add to their clean world (the known false positive of
+        owner-linked wash-trade detection); empty when not measured."""
+        if self.transfers is None or self.transfers[0] not in self.clean:
+            return {}
+        seed, _, card = self.transfers
+        base = self.clean[seed].precision
+        return {
+            r: p["alerts"] - base.get(r, {"alerts": 0})["alerts"]
+            for r, p in card.precision.items()
+            if p["alerts"] != base.get(r, {"alerts": 0})["alerts"]
+        }
 
     def recall(self) -> dict[str, dict[str, Any]]:
         """Pooled labels / detected / recall per ``typology/variant/tier``, and the lowest seed's recall."""
@@ -336,6 +353,9 @@ class Robustness:
             "precision": self.precision(),
             "clean": self.clean_rate(),
             "shortfalls": self.shortfalls(),
+            "internal_transfers": None
+            if self.transfers is None
+            else {"seed": self.transfers[0], "transfers": self.transfers[1], "added_alerts": self.transfer_alerts()},
         }
 
 
@@ -344,8 +364,10 @@ def robustness(
     clean_seeds: Iterable[int] = (),
     scale: str = "small",
     on_world: Any = None,
+    internal_transfers: int = 0,
 ) -> Robustness:
-    """Score randomised worlds (one per seed) and clean worlds (no scenarios) with every rule's defaults."""
+    """Score randomised worlds (one per seed) and clean worlds (no scenarios) with every rule's defaults; with
+    ``internal_transfers``, also the first clean world again with that many innocent internal transfers."""
     worlds, clean = {}, {}
     for s in seeds:
         worlds[s] = world_scorecard(s, scale)
@@ -355,4 +377,8 @@ def robustness(
         clean[s] = world_scorecard(s, scale, inject=False)
         if on_world is not None:
             on_world("clean", s, clean[s])
-    return Robustness(worlds, clean)
+    rob = Robustness(worlds, clean)
+    if internal_transfers and clean:
+        s = next(iter(clean))
+        rob.transfers = (s, internal_transfers, world_scorecard(s, scale, inject=False, internal_transfers=internal_transfers))
+    return rob
