@@ -232,4 +232,8 @@ def test_robustness_transfer_alerts_are_those_added_to_the_same_clean_world():
     )
     rob = Robustness({}, {9: clean}, transfers=(9, 10, with_transfers))
     assert rob.transfer_alerts() == {"self_trade": 1}
-    assert rob.to_dict()["internal_transfers"] == {"seed": 9, "transfers": 10, "added_alerts": {"self_trade": 1}}
+    assert rob.to_dict()["internal_transfers"] == {
+        "seed": 9,
+        "transfers": 10,
+        "added_alerts": {"self_trade": 1},
+    }

@@ -238,7 +238,8 @@ def test_simulate_reference_world_marking_the_close_trades_before_the_daily_fixi
 def test_cli_generate_random_clean_world(tmp_path):
     out = tmp_path / "clean"
     res = CliRunner().invoke(
-        app, ["generate", "--out", str(out), "--seed", "2", "--trades", str(MID), "--world", "random", "--clean"]
+        app,
+        ["generate", "--out", str(out), "--seed", "2", "--trades", str(MID), "--world", "random", "--clean"],
     )
     assert res.exit_code == 0, res.output
     import pyarrow.parquet as pq

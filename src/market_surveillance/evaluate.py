@@ -111,7 +111,13 @@ class Scorecard:
             rec.add_row(typ, str(r["labels"]), str(r["detected"]), _fmt(r["recall"]), ", ".join(r["rules"]))
         console.print(rec)
         if self.recall_by_variant:
-            var = Table("typology / variant / tier", "labels", "detected", "recall", title="recall per variant and tier")
+            var = Table(
+                "typology / variant / tier",
+                "labels",
+                "detected",
+                "recall",
+                title="recall per variant and tier",
+            )
             for key, r in self.recall_by_variant.items():
                 var.add_row(key, str(r["labels"]), str(r["detected"]), _fmt(r["recall"]))
             console.print(var)
@@ -182,7 +188,10 @@ def score(
 
 def variant_key(typology: str, variant: object, tier: object) -> str:
     """``typology/variant/tier`` (``-`` for a label without variant or tier, e.g. data from an older generator)."""
-    parts = [typology] + [str(x) if x is not None and not (isinstance(x, float) and np.isnan(x)) else "-" for x in (variant, tier)]
+    parts = [typology] + [
+        str(x) if x is not None and not (isinstance(x, float) and np.isnan(x)) else "-"
+        for x in (variant, tier)
+    ]
     return "/".join(parts)
 
 
@@ -190,7 +199,9 @@ def recall_by_variant(labels: pd.DataFrame, detected: set[int]) -> dict[str, dic
     """Labels, detected labels and recall per ``typology/variant/tier`` (index positions in ``detected``)."""
     if labels.empty:
         return {}
-    variant = labels["variant"] if "variant" in labels else pd.Series([None] * len(labels), index=labels.index)
+    variant = (
+        labels["variant"] if "variant" in labels else pd.Series([None] * len(labels), index=labels.index)
+    )
     tier = labels["tier"] if "tier" in labels else pd.Series([None] * len(labels), index=labels.index)
     keys = [variant_key(t, v, r) for t, v, r in zip(labels["typology"], variant, tier, strict=True)]
     out: dict[str, dict[str, Any]] = {}
@@ -217,7 +228,9 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     data_dir = Path(data_dir)
     path = find_table_file(data_dir, "labels")
     if path is None:
-        raise ValueError(f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth")
+        raise ValueError(
+            f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth"
+        )
     if path.suffix == ".parquet":
         labels = pq.read_table(path)
     else:
@@ -248,7 +261,12 @@ CLEAN_ALERTS_PER_100K = 5.0
 
 
 def world_scorecard(
-    seed: int, scale: str = "small", *, inject: bool = True, world: str = "random", internal_transfers: int = 0
+    seed: int,
+    scale: str = "small",
+    *,
+    inject: bool = True,
+    world: str = "random",
+    internal_transfers: int = 0,
 ) -> Scorecard:
     """Simulate one world, run every registered rule (ML included) with its defaults and score the alerts."""
     from market_surveillance.io.canonical import from_arrow
@@ -355,7 +373,11 @@ class Robustness:
             "shortfalls": self.shortfalls(),
             "internal_transfers": None
             if self.transfers is None
-            else {"seed": self.transfers[0], "transfers": self.transfers[1], "added_alerts": self.transfer_alerts()},
+            else {
+                "seed": self.transfers[0],
+                "transfers": self.transfers[1],
+                "added_alerts": self.transfer_alerts(),
+            },
         }
 
 
@@ -380,5 +402,9 @@ def robustness(
     rob = Robustness(worlds, clean)
     if internal_transfers and clean:
         s = next(iter(clean))
-        rob.transfers = (s, internal_transfers, world_scorecard(s, scale, inject=False, internal_transfers=internal_transfers))
+        rob.transfers = (
+            s,
+            internal_transfers,
+            world_scorecard(s, scale, inject=False, internal_transfers=internal_transfers),
+        )
     return rob

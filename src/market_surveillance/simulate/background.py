@@ -41,7 +41,9 @@ class BackgroundPopulation:
     takers: dict[Segment, np.ndarray] = field(default_factory=dict)
     weights: dict[Segment, np.ndarray] = field(default_factory=dict)
     makers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    siblings: dict[str, list[str]] = field(default_factory=dict)  # owner -> its accounts, multi-account owners
+    siblings: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # owner -> its accounts, multi-account owners
 
     @property
     def all_ids(self) -> list[str]:
