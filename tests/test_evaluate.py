@@ -237,3 +237,39 @@ def test_robustness_transfer_alerts_are_those_added_to_the_same_clean_world():
         "transfers": 10,
         "added_alerts": {"self_trade": 1},
     }
+
+
+def test_match_pairs_market_level_alert_needs_a_market_moving_or_answered_label():
+    alerts = _alerts(
+        [
+            {
+                "rule_id": "MS003",
+                "rule_name": "extreme_price_move",
+                "typology": "pump_and_dump",
+                "venue": None,
+                "window_start": 100,
+                "window_end": 200,
+            }
+        ]
+    ).to_pandas()
+    labels = _labels(
+        [
+            {"typology": "spoofing", "asset": "BTC-USD", "accounts": ["s"], "start_ts": 150, "end_ts": 160},
+            {
+                "typology": "marking_the_close",
+                "asset": "BTC-USD",
+                "accounts": ["m"],
+                "start_ts": 150,
+                "end_ts": 160,
+            },
+            {
+                "typology": "pump_and_dump",
+                "asset": "ETH-USD",
+                "accounts": ["p"],
+                "start_ts": 150,
+                "end_ts": 160,
+            },
+        ]
+    ).to_pandas()
+    # the spoofer does not explain a price alert; the marking does; another asset never matches
+    assert match_pairs(alerts, labels).values.tolist() == [[0, 1]]

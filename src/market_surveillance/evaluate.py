@@ -5,7 +5,8 @@ Matching (one policy for every rule):
 * **time** — the alert window widened by ``tolerance_s`` on both sides overlaps the label window;
 * **entity** — if both the alert and the label name accounts, they share at least one account (and the asset
   when both name one); otherwise (a market-level alert or label) the asset is equal and, when both name a
-  venue, the venue too.
+  venue, the venue too, and the label's typology is one that moves the market (:data:`MARKET_MOVING`) or one
+  the alert's rule answers: a price alert is not explained by a spoofer who happened to be on the asset.
 
 An alert matching any label is a true positive for its rule's **precision**, whatever the label's typology
 (a manipulator caught by a neighbouring rule is still a manipulator). A label counts as detected for
@@ -50,6 +51,12 @@ def _opt(col: pd.Series) -> list[str | None]:
     return [None if (x is None or (isinstance(x, float) and np.isnan(x))) else str(x) for x in col]
 
 
+#: typologies whose scenarios move the asset's price or volume for everyone (any market-level alert may see them)
+MARKET_MOVING = frozenset(
+    {"pump_and_dump", "cross_venue_dislocation", "front_running", "marking_the_close", "volume_spike"}
+)
+
+
 def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float = 300.0) -> pd.DataFrame:
     """All (alert index, label index) pairs that match in time and entity."""
     if alerts.empty or labels.empty:
@@ -65,6 +72,9 @@ def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float =
     l_acc = [_as_set(x) for x in labels["accounts"]]
     a_asset, l_asset = _opt(alerts["asset"]), _opt(labels["asset"])
     a_venue, l_venue = _opt(alerts["venue"]), _opt(labels["venue"])
+    a_rule = _opt(alerts["rule_name"]) if "rule_name" in alerts else [None] * len(alerts)
+    l_typ = _opt(labels["typology"])
+    answers = answering_rules()
     for i, j in zip(*np.nonzero(overlap), strict=True):
         same_asset = a_asset[i] is None or l_asset[j] is None or a_asset[i] == l_asset[j]
         if a_acc[i] and l_acc[j]:
@@ -73,6 +83,8 @@ def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float =
             ok = a_asset[i] is not None and a_asset[i] == l_asset[j]
             if ok and a_venue[i] is not None and l_venue[j] is not None:
                 ok = a_venue[i] == l_venue[j]
+            if ok and a_rule[i] is not None:
+                ok = l_typ[j] in MARKET_MOVING or a_rule[i] in answers.get(str(l_typ[j]), [])
         if ok:
             pairs.append((int(i), int(j)))
     return pd.DataFrame(pairs, columns=["alert", "label"]).astype(int)
