@@ -29,7 +29,7 @@ class FrontRunningParams(Params):
         300.0, low=0.0, closed="neither", doc="exit at most this long after the large print"
     )
     large_multiple: float = param(
-        10.0, low=1.0, doc="large print: notional vs the asset's median trade notional"
+        30.0, low=1.0, doc="large print: notional vs the asset's median trade notional"
     )
     min_large_notional: float = param(1_000.0, low=0.0, doc="large print: absolute floor of its notional")
     profit_move_multiple: float = param(

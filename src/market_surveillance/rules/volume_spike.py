@@ -27,11 +27,14 @@ class VolumeSpikeParams(Params):
     long_window_s: int = param(43200, low=1, doc="trailing baseline window before the recent one, seconds")
     ratio: float = param(5.0, low=1.0, doc="recent notional vs the baseline rate over the same duration")
     min_adv_share: float = param(
-        0.02, low=0.0, high=1.0, doc="recent notional at least this share of the asset's average daily volume"
+        0.003,
+        low=0.0,
+        high=1.0,
+        doc="recent notional at least this share of the asset's average daily volume",
     )
     min_notional: float = param(500.0, low=0.0, doc="absolute floor of the recent notional, quote currency")
     min_baseline_adv_share: float = param(
-        0.002, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
+        0.0015, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
     )
     min_baseline: float = param(100.0, low=0.0, doc="absolute floor of the baseline per short window")
     min_prior_trades: int = param(
