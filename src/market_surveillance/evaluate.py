@@ -173,7 +173,9 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     # the labels pass the same validation engine as every input (CSV lists are JSON arrays: docs/schema.md)
     labels = read_table(data_dir, "labels")
     if labels is None:
-        raise InputError(f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth")
+        raise InputError(
+            f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth"
+        )
     card = score(read_alerts(alerts_path), labels, tolerance_s)
     for candidate in (data_dir / "ml_scores.parquet", Path(alerts_path).parent / "ml_scores.parquet"):
         if candidate.exists():

@@ -256,29 +256,28 @@ def asset_name(symbol: str, *, split_concatenated: bool = False) -> str:
     s, _, settle = s.partition(":")
     parts = [p for p in re.split(r"[/_\-]", s) if p]
     if len(parts) == 1 and split_concatenated:
-        for q in QUOTES:
-            if s.endswith(q) and len(s) > len(q):
-                parts = [s[: -len(q)], q]
-                break
+        splits = [(s[: -len(q)], q) for q in QUOTES if s.endswith(q) and len(s) > len(q)]
+        # XBTUSD ends in TUSD and in USD: the split whose base is itself a known currency wins
+        known = [sp for sp in splits if sp[0] in QUOTES]
+        if known or splits:
+            parts = list((known or splits)[0])
     out = "-".join(ALIASES.get(p, p) for p in parts)
     return f"{out}:{settle}" if settle else out
 
 
-def _asset_sql(col: str, *, split_concatenated: bool = False) -> str:
-    """:func:`asset_name` in SQL (the same result, row by row)."""
-    s = f"upper(trim(CAST({_q(col)} AS VARCHAR)))"
-    base = f"split_part({s}, ':', 1)"
-    settle = f"CASE WHEN strpos({s}, ':') > 0 THEN ':' || split_part({s}, ':', 2) ELSE '' END"
-    norm = f"trim(regexp_replace({base}, '[/_\\-]+', '-', 'g'), '-')"
-    if split_concatenated:
-        quotes = "|".join(QUOTES)
-        norm = (
-            f"CASE WHEN strpos({norm}, '-') = 0 AND regexp_matches({norm}, '^.+({quotes})$') "
-            f"THEN regexp_replace({norm}, '^(.+?)({quotes})$', '\\1-\\2') ELSE {norm} END"
-        )
-    for a, b in ALIASES.items():
-        norm = f"regexp_replace({norm}, '(^|-){a}($|-)', '\\1{b}\\2', 'g')"
-    return f"({norm} || {settle})"
+def _asset_sql(
+    con: duckdb.DuckDBPyConnection, view: str, col: str, *, split_concatenated: bool = False
+) -> str:
+    """:func:`asset_name` of every row's ``col``: computed once per distinct symbol, looked up per row."""
+    symbols = [
+        r[0] for r in con.execute(f"SELECT DISTINCT {_q(col)} FROM {view}").fetchall() if r[0] is not None
+    ]
+    if not symbols:
+        return "CAST(NULL AS VARCHAR)"
+    pairs = ", ".join(
+        f"({_lit(sym)}, {_lit(asset_name(sym, split_concatenated=split_concatenated))})" for sym in symbols
+    )
+    return f"(SELECT m.a FROM (VALUES {pairs}) AS m(s, a) WHERE m.s = {_q(col)})"
 
 
 def _raw_view(con: duckdb.DuckDBPyConnection, path: Path, name: str, *, header: bool = True) -> None:
@@ -365,7 +364,7 @@ def _trades_source(
             if "datetime" in cols:
                 # ccxt fills both; the ISO string is the fallback when the ms number is absent
                 ts = f"coalesce({ts}, TRY_CAST(datetime AS TIMESTAMPTZ)::TIMESTAMP)"
-            asset = _asset_sql("symbol")
+            asset = _asset_sql(con, raw, "symbol")
             ven = f"lower(trim({_lit(venue or 'binance')}))"
             # without exchange ids a trade is its millisecond and its rank within it: same-millisecond fills
             # of equal size are real (601 of 13,680 rows of the TNB sample) and stay distinct, while the same
@@ -388,7 +387,7 @@ def _trades_source(
                 con, raw, ("exchange", "symbol", "timestamp", "id", "side", "price", "amount"), str(path)
             )
             ts = "try(make_timestamp(TRY_CAST(timestamp AS BIGINT)))"
-            asset = _asset_sql("symbol", split_concatenated=True)
+            asset = _asset_sql(con, raw, "symbol", split_concatenated=True)
             ven = f"lower(trim({_lit(venue)}))" if venue else "lower(trim(exchange))"
             tid = f"{ven} || ':' || {asset} || ':' || NULLIF(trim(id), '')"
         ts_text = f"coalesce(CAST({ts} AS VARCHAR) || '+00', timestamp)"
