@@ -559,6 +559,23 @@ def screen(
     ``labels`` renames canonical columns to the source's own names in messages (ccxt ``amount`` for
     ``qty``); ``extra_checks`` are source-specific checks run first.
     """
+    try:
+        return _screen(con, spec, relation_sql, file_label, limits, quarantine, extra_checks, labels, max_rows)
+    except duckdb.Error as exc:  # a corrupt page, bytes that are no CSV, ...: one line naming the file
+        raise InputError(f"{file_label}: cannot read: {one_line(exc)}") from exc
+
+
+def _screen(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    relation_sql: str,
+    file_label: str,
+    limits: Limits | None,
+    quarantine: bool,
+    extra_checks: Sequence[RowCheck],
+    labels: Mapping[str, str] | None,
+    max_rows: int,
+) -> Screened:
     labels = dict(labels or {})
     tag = f"__ms{next(_counter)}"
     types = describe(con, relation_sql, file_label)
