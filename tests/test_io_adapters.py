@@ -501,3 +501,20 @@ def test_io_cli_detect_corrupt_parquet_one_line(tmp_path):
     )
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and str(d / "trades.parquet") in lines[-1]
+
+
+def test_io_market_rule_alerts_carry_the_trades_venue():
+    from market_surveillance.io.canonical import from_arrow
+    from market_surveillance.rules.extreme_price_move import ExtremePriceMove
+
+    def run(venues: list[str]):  # type: ignore[no-untyped-def]
+        rows = [{"ts": i, "price": 100.0 + 0.01 * (i % 3), "venue": venues[i % len(venues)]} for i in range(80)]
+        rows.append({"ts": 80, "price": 130.0, "venue": venues[0]})
+        _, tables, _ = from_arrow({"trades": trades(rows)})
+        return ExtremePriceMove().run(tables)
+
+    one = run(["binance"])
+    assert one.num_rows >= 1 and set(one["venue"].to_pylist()) == {"binance"}
+    # an asset traded on two venues: the alert judges both tapes, so it names none
+    two = run(["binance", "kraken"])
+    assert two.num_rows >= 1 and set(two["venue"].to_pylist()) == {None}

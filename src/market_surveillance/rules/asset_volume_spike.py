@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, empty_str_array, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.pump_and_dump import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.registry import register
@@ -68,9 +68,10 @@ class AssetVolumeSpike(Rule):
             window_end=hits.ts_last.max(),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
+        g = with_asset_venue(g, tr)
         return g.select(
             asset=g.asset,
-            venue=null_str(),
+            venue=g.venue,
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,
             window_end=g.window_end,

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, empty_str_array, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -136,9 +136,10 @@ class ExtremePriceMove(Rule):
             evidence_trade_ids=hits.trade_id.collect(),
         )
         direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
+        g = with_asset_venue(g, t["trades"])
         return g.select(
             asset=g.asset,
-            venue=null_str(),
+            venue=g.venue,
             # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,

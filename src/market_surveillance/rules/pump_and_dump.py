@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, empty_str_array, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -165,9 +165,10 @@ class PumpAndDump(Rule):
             window_end=hits.ts_last.max(),
         )
         g = with_bucket_evidence(g, tr, hits, p.bucket_s)
+        g = with_asset_venue(g, tr)
         return g.select(
             asset=g.asset,
-            venue=null_str(),
+            venue=g.venue,
             # market-level: a pump is judged on the asset's tape, not on who traded (public data has no ids)
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,
