@@ -350,10 +350,22 @@ def row_checks(
         c = _q(col.name)
         dt_ = _duck_type(col.type)
         p = parse_sql(col, types[col.name])
+        actual = types[col.name].upper()
+        # a typed column (Parquet) cannot hold an unparseable value: its parse checks would cost a cast per row
+        typed = (
+            (dt_ == "TIMESTAMPTZ" and actual.startswith(("TIMESTAMP", "DATE")))
+            or (dt_ == "DOUBLE" and _is_numeric(actual))
+            or (dt_ == "VARCHAR[]" and actual.endswith("[]"))
+        )
         if not col.nullable:
-            blank = f" OR trim(CAST({c} AS VARCHAR)) = ''" if dt_ == "VARCHAR" else ""
-            checks.append(RowCheck(col.name, "missing value", f"({c} IS NULL{blank})"))
-        if dt_ == "TIMESTAMPTZ":
+            if dt_ == "VARCHAR":
+                # blank ids are missing too; the length test keeps trim() off ordinary values
+                txt = c if actual == "VARCHAR" else f"CAST({c} AS VARCHAR)"
+                missing = f"({c} IS NULL OR (length({txt}) < 4 AND trim({txt}) = ''))"
+            else:
+                missing = f"({c} IS NULL)"
+            checks.append(RowCheck(col.name, "missing value", missing))
+        if dt_ == "TIMESTAMPTZ" and not typed:
             checks.append(
                 RowCheck(
                     col.name,
@@ -363,7 +375,7 @@ def row_checks(
                     f"regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?[0-9]+([.][0-9]*)?([eE][0-9]+)?'))",
                 )
             )
-        if dt_ != "VARCHAR":
+        if dt_ != "VARCHAR" and not typed:
             what = "JSON array of strings" if dt_ == "VARCHAR[]" else dt_.lower()
             checks.append(
                 RowCheck(col.name, f"value not parseable as {what}", f"({c} IS NOT NULL AND {p} IS NULL)")
@@ -560,7 +572,9 @@ def screen(
     ``qty``); ``extra_checks`` are source-specific checks run first.
     """
     try:
-        return _screen(con, spec, relation_sql, file_label, limits, quarantine, extra_checks, labels, max_rows)
+        return _screen(
+            con, spec, relation_sql, file_label, limits, quarantine, extra_checks, labels, max_rows
+        )
     except duckdb.Error as exc:  # a corrupt page, bytes that are no CSV, ...: one line naming the file
         raise InputError(f"{file_label}: cannot read: {one_line(exc)}") from exc
 
@@ -598,14 +612,13 @@ def _screen(
 
     # 2. exact duplicates: a duplicate key is necessary for one, so a key-less scan settles the clean case
     cols = ", ".join(_q(c) for c in data_cols)
+    key_repeats = None  # rows repeating an earlier row's key (exact repeats included)
     if spec.key and all(k in types for k in spec.key):
         key = ", ".join(_q(k) for k in spec.key)
-        maybe = _scalar(
-            con, f"SELECT count(*) FROM (SELECT {key} FROM {src} GROUP BY ALL HAVING count(*) > 1)"
+        key_repeats = _scalar(
+            con, f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {key})"
         )
-    else:
-        maybe = 1
-    if maybe:
+    if key_repeats is None or key_repeats:
         out.duplicates = _scalar(
             con, f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {cols})"
         )
@@ -626,7 +639,11 @@ def _screen(
     for i, ch in enumerate(checks):
         if not ch.window:
             continue
-        if ch.group_key:  # repeats of a key: a parallel group-by instead of the ordered window
+        if ch.group_key and key_repeats is not None and ch.group_key == spec.key:
+            # counted above with a parallel group-by; each exact repeat is also a key repeat
+            counts[i] = key_repeats - out.duplicates
+            continue
+        if ch.group_key:
             key = ", ".join(_q(k) for k in ch.group_key)
             sql = f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {key})"
         else:
