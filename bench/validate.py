@@ -89,7 +89,7 @@ def pandera_model():  # type: ignore[no-untyped-def]
         sell_order_id: str = pa_ibis.Field(nullable=True)
 
         @pa_ibis.dataframe_check
-        def finite_positive(cls, data):  # type: ignore[no-untyped-def]  # NaN > 0 and inf > 0 are true in SQL
+        def finite_positive(cls, data):  # type: ignore[no-untyped-def]  # noqa: N805  (NaN, inf > 0 in SQL)
             t = data.table
             return ~(t.price.isnan() | t.price.isinf() | t.qty.isnan() | t.qty.isinf())
 
