@@ -166,21 +166,16 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     When the folder (or the alerts file's folder) holds ``ml_scores.parquet``, the ROC AUC of the account
     scores against labelled manipulator accounts is added as ``ml_account_auc``.
     """
-    import pyarrow.parquet as pq
-
     from market_surveillance.alerts import read_alerts
-    from market_surveillance.schema import find_table_file
+    from market_surveillance.schema import InputError, read_table
 
     data_dir = Path(data_dir)
-    path = find_table_file(data_dir, "labels")
-    if path is None:
-        raise ValueError(f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth")
-    if path.suffix == ".parquet":
-        labels = pq.read_table(path)
-    else:
-        labels = pd.read_csv(path, parse_dates=["start_ts", "end_ts"])
-        labels["accounts"] = labels["accounts"].fillna("").map(lambda s: [x for x in str(s).split(";") if x])
-        labels["venue"] = labels["venue"].where(labels["venue"].notna(), None)
+    # the labels pass the same validation engine as every input (CSV lists are JSON arrays: docs/schema.md)
+    labels = read_table(data_dir, "labels")
+    if labels is None:
+        raise InputError(
+            f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth"
+        )
     card = score(read_alerts(alerts_path), labels, tolerance_s)
     for candidate in (data_dir / "ml_scores.parquet", Path(alerts_path).parent / "ml_scores.parquet"):
         if candidate.exists():
