@@ -18,6 +18,7 @@ canonical  a canonical folder (``schema`` row checks, duplicate ids, fill/cancel
 ccxt       CSV or JSON trades (symbol, timestamp ms, datetime, side = aggressor, price, amount); a file or
            a folder of files. ``TNB/BTC`` → asset ``TNB-BTC``; venue from ``venue`` (default ``binance``).
 tardis     trades CSV (exchange, symbol, timestamp µs, local_timestamp, id, side, price, amount).
+binance    Binance public dumps (trades / aggTrades ZIP or CSV, or a folder): :mod:`.binance`.
 lobster    message file (no header, optional UTF-8 BOM): time (s after midnight, exchange local time),
            type, order id, size, price × 10⁴, direction. ``date`` is required; times are converted from
            ``tz`` (America/New_York for Nasdaq) to UTC.
@@ -48,7 +49,7 @@ from market_surveillance.schema import (
     row_checks,
 )
 
-FORMATS = ("canonical", "ccxt", "tardis", "lobster")
+FORMATS = ("canonical", "ccxt", "tardis", "lobster", "binance")
 MAX_ROWS_SHOWN = 5
 
 
@@ -503,6 +504,15 @@ def read_source(
         tables["trades"] = tab
         counts["trades"] = _count(split, tab.num_rows)
         _write_quarantine(qdir, "trades", split)
+    elif fmt == "binance":
+        from market_surveillance.io.binance import read_binance
+
+        got = read_binance(src, venue=venue, asset=asset, quarantine=quarantine)
+        tables["trades"] = got.trades
+        counts["trades"] = got.counts
+        if qdir is not None and got.quarantined is not None:
+            qdir.mkdir(parents=True, exist_ok=True)
+            pq.write_table(got.quarantined, qdir / "trades.parquet")
     elif fmt == "lobster":
         if src.is_dir():
             raise ValueError(f"{src}: give one LOBSTER message file (…_message_N.csv), not a folder")
