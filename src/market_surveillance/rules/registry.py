@@ -26,6 +26,13 @@ RULE_MODULES = (
     "market_surveillance.ml.rule",
     "market_surveillance.rules.pump_and_dump",
     "market_surveillance.rules.asset_volume_spike",
+    "market_surveillance.rules.spoofing_orders",
+    "market_surveillance.rules.layering_orders",
+    "market_surveillance.rules.message_burst",
+    "market_surveillance.rules.level_message_burst",
+    "market_surveillance.rules.order_to_trade",
+    "market_surveillance.rules.cancel_to_fill_market",
+    "market_surveillance.rules.large_order_fill_rate",
 )
 
 #: rule ids are never reused; a retired rule keeps its id here.
@@ -46,6 +53,14 @@ RESERVED_IDS = {
     "MS014": "ml_anomaly",
     "MS015": "pump_and_dump",
     "MS016": "asset_volume_spike",
+    # account-free (market-level) rules for order-book data without accounts
+    "MS030": "spoofing_orders",
+    "MS031": "layering_orders",
+    "MS032": "message_burst",
+    "MS033": "level_message_burst",
+    "MS034": "order_to_trade",
+    "MS035": "cancel_to_fill_market",
+    "MS036": "large_order_fill_rate",
 }
 
 
