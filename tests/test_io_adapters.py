@@ -204,7 +204,8 @@ def test_io_lobster_execution_maps_fill_and_trade(tmp_path):
         "quarantined": 0,
         "skipped": 0,
         "skipped_trading_halt": 0,
-        "skipped_cancel_of_order_before_file": 0,
+        "orders_before_file": 0,
+        "messages_of_orders_before_file": 0,
     }
 
 

@@ -61,12 +61,18 @@ def generate(
     csv: Annotated[
         bool | None, typer.Option("--csv/--no-csv", help="also write CSV (default: on at small scale)")
     ] = None,
+    world: Annotated[
+        str, typer.Option(help="reference (fixed 5-asset universe) | random (liquidity tiers drawn from the seed)")
+    ] = "reference",
+    clean: Annotated[bool, typer.Option("--clean", help="no manipulation scenarios (false-alert measurement)")] = False,
 ) -> None:
     """Generate a synthetic exchange with labelled manipulation scenarios."""
     from market_surveillance.simulate import generate_to_dir
 
     try:
-        summary = generate_to_dir(out, seed=seed, scale=scale, trades=trades, csv=csv, progress=True)
+        summary = generate_to_dir(
+            out, seed=seed, scale=scale, trades=trades, csv=csv, progress=True, world=world, inject=not clean
+        )
     except ValueError as exc:
         _fail(str(exc))
     table = Table("table", "rows", title=f"generated into {out}")

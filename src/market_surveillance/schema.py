@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from market_surveillance.enums import OrderEvent, Segment, Side, Typology
+from market_surveillance.enums import LiquidityTier, OrderEvent, Segment, Side, Typology
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -131,6 +131,14 @@ ACCOUNTS = TableSpec(
         ),
     ),
     key=("account_id",),
+    optional_columns=(
+        Column(
+            "owner_id",
+            pa.string(),
+            nullable=True,
+            description="beneficial owner / legal entity; several accounts may share one (null: unknown)",
+        ),
+    ),
     description="account reference data",
 )
 
@@ -178,6 +186,16 @@ LABELS = TableSpec(
         Column("end_ts", TS),
     ),
     key=("scenario_id",),
+    optional_columns=(
+        Column("variant", pa.string(), nullable=True, description="form of the typology the scenario takes"),
+        Column(
+            "tier",
+            pa.string(),
+            nullable=True,
+            choices=_choices(LiquidityTier),
+            description="liquidity tier of the scenario's asset",
+        ),
+    ),
     description="ground truth of injected scenarios (synthetic data only)",
 )
 

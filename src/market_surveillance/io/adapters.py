@@ -9,8 +9,9 @@ checked once (SQL predicates, the first failing check is the row's reason) and t
   ``source_file``, ``source_row``, ``reason``) and are counted.
 
 Nothing is dropped silently: per table ``rows_in == accepted + quarantined + skipped`` where ``skipped``
-only counts rows that carry no trade or order by design (LOBSTER trading-halt messages, and LOBSTER
-cancels of orders submitted before the file or outside its price levels), each with its reason.
+only counts rows that carry no trade or order by design (LOBSTER trading-halt messages), each with its
+reason. LOBSTER messages about orders submitted before the file starts give those orders a ``new`` event at
+the file's first instant (counted as ``orders_before_file``).
 
 Formats
 -------
@@ -18,9 +19,12 @@ canonical  a canonical folder (``schema`` row checks, duplicate ids, fill/cancel
 ccxt       CSV or JSON trades (symbol, timestamp ms, datetime, side = aggressor, price, amount); a file or
            a folder of files. ``TNB/BTC`` → asset ``TNB-BTC``; venue from ``venue`` (default ``binance``).
 tardis     trades CSV (exchange, symbol, timestamp µs, local_timestamp, id, side, price, amount).
-lobster    message file (no header, optional UTF-8 BOM): time (s after midnight, exchange local time),
-           type, order id, size, price × 10⁴, direction. ``date`` is required; times are converted from
-           ``tz`` (America/New_York for Nasdaq) to UTC.
+binance    Binance public dumps (trades / aggTrades ZIP or CSV, or a folder): :mod:`.binance`.
+lobster    message file (no header, or one header row; optional UTF-8 BOM; any line ending): time (s after
+           midnight, exchange local time), type, order id, size, price × 10⁴, direction. The date comes from
+           the file name (``TICKER_YYYY-MM-DD_..._message_N.csv``) and must agree with ``date`` when both
+           are given; times are converted from ``tz`` (America/New_York for Nasdaq) to UTC. The
+           orderbook file is checked against our reconstruction by :mod:`.lobster_book`.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from market_surveillance.schema import (
     truncation_check,
 )
 
-FORMATS = ("canonical", "ccxt", "tardis", "lobster")
+FORMATS = ("canonical", "ccxt", "tardis", "lobster", "binance")
 MAX_ROWS_SHOWN = 5
 
 
@@ -426,22 +430,63 @@ def _trades_source(
 LOBSTER_COLS = ("time", "type", "order_id", "size", "price", "direction")
 
 
+#: LOBSTER's file name: TICKER_YYYY-MM-DD_StartMs_EndMs_message_LEVEL.csv (its ReadMe)
+LOBSTER_NAME = re.compile(
+    r"^(?P<ticker>[^_]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_(?P<kind>message|orderbook)_"
+    r"(?P<levels>\d+)\.csv$",
+    re.IGNORECASE,
+)
+
+
+def lobster_date(path: Path, date: str | None) -> str:
+    """The trading date of a LOBSTER file: from its name, checked against ``date`` when both are known."""
+    import datetime as _dt
+
+    m = LOBSTER_NAME.match(path.name)
+    named = m["date"] if m else None
+    if date is not None:
+        try:
+            _dt.date.fromisoformat(date)
+        except ValueError as exc:
+            raise ValueError(f"--date must be YYYY-MM-DD, got {date!r}") from exc
+        if named is not None and named != date:
+            raise ValueError(f"{path.name}: the file name says {named}, --date says {date}; which is it?")
+        return date
+    if named is None:
+        raise ValueError(
+            f"{path.name}: lobster message files hold seconds after midnight and this name carries no date: "
+            "give the trading date (--date)"
+        )
+    return named
+
+
+def lobster_header(path: Path) -> bool:
+    """Whether a LOBSTER CSV starts with a header row (a first field that is not a number).
+
+    LOBSTER writes none; files passed through spreadsheets or pandas often gain one, with any line ending.
+    """
+    with path.open("rb") as f:
+        head = f.read(4096).decode("utf-8-sig", errors="replace")
+    first = re.split(r"[\r\n]", head.lstrip("\ufeff"), maxsplit=1)[0].split(",")[0].strip()
+    if not first:
+        return False
+    try:
+        float(first)
+    except ValueError:
+        return True
+    return False
+
+
 def _lobster(
     path: Path, date: str | None, venue: str | None, asset: str | None, tz: str, quarantine: bool
 ) -> tuple[duckdb.DuckDBPyConnection, str, str, _Split, dict[str, int]]:
-    if date is None:
-        raise ValueError("lobster message files hold seconds after midnight: give the trading date (--date)")
-    try:
-        import datetime as _dt
-
-        _dt.date.fromisoformat(date)
-    except ValueError as exc:
-        raise ValueError(f"--date must be YYYY-MM-DD, got {date!r}") from exc
+    date = lobster_date(path, date)
     con = _connect()
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in LOBSTER_COLS) + "}"
     con.execute(
         "CREATE OR REPLACE TEMP VIEW raw AS SELECT row_number() OVER () AS __row, * FROM "
-        f"read_csv({_lit(str(path))}, header=false, columns={columns}, all_varchar=true)"
+        f"read_csv({_lit(str(path))}, header=false, skip={int(lobster_header(path))}, columns={columns}, "
+        "all_varchar=true)"
     )
     # DuckDB keeps a leading UTF-8 BOM in the first field; strip it (and stray blanks) before parsing
     t = "TRY_CAST(trim(replace(time, chr(65279), '')) AS DOUBLE)"
@@ -480,17 +525,25 @@ def _lobster(
     stem = path.name.split("_")[0] if asset is None else asset
     asset_lit, venue_lit, prefix = _lit(asset_name(stem)), _lit(venue or "NASDAQ"), _lit(path.stem + ":")
     side = "CASE WHEN trim(direction) = '1' THEN 'buy' ELSE 'sell' END"
-    # a LOBSTER file starts with a populated book and only shows the requested price levels, so
-    # cancels/executions of orders never submitted in the file are normal: their trades are kept,
-    # their order events are skipped (counted) because the order has no `new` event to attach to
-    known = "__new_row IS NOT NULL"
+    # LOBSTER rebuilds the book from the day's first order but writes only regular trading hours and the
+    # requested price levels (its reconstruction FAQ), so a file can cancel or execute an order submitted
+    # before it starts (or outside the levels). Such an order gets a `new` event at the file's first
+    # instant, sized by everything later removed from it, so its events stay in the book and in the rules
+    # (which do not judge the lifetime of orders from the first instant); they are counted.
+    pre = "(__new_row IS NULL AND __type IN (2, 3, 4))"
     ev = "CASE __type WHEN 1 THEN 'new' WHEN 4 THEN 'fill' ELSE 'cancel' END"
-    orders_sql = (
-        f"SELECT {prefix} || CAST(__row AS VARCHAR) AS event_id, CAST(__ts AS TIMESTAMPTZ) AS ts, "
+    cols = (
         f"{venue_lit} AS venue, {asset_lit} AS asset, CAST(NULL AS VARCHAR) AS account_id, "
-        f"CAST(__oid AS VARCHAR) AS order_id, {ev} AS event, {side} AS side, "
-        "CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty "
-        f"FROM {good} WHERE __type BETWEEN 1 AND 4 AND {known}"
+        "CAST(__oid AS VARCHAR) AS order_id"
+    )
+    orders_sql = (
+        f"SELECT {prefix} || CAST(__row AS VARCHAR) AS event_id, CAST(__ts AS TIMESTAMPTZ) AS ts, {cols}, "
+        f"{ev} AS event, {side} AS side, CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty "
+        f"FROM {good} WHERE __type BETWEEN 1 AND 4 "
+        f"UNION ALL SELECT {prefix} || 'pre:' || CAST(__oid AS VARCHAR) AS event_id, "
+        f"CAST((SELECT min(__ts) FROM {good}) AS TIMESTAMPTZ) AS ts, {cols}, 'new' AS event, "
+        f"arg_min({side}, __row) AS side, arg_min(CAST(price AS DOUBLE), __row) / 10000 AS price, "
+        f"sum(CAST(size AS DOUBLE)) AS qty FROM {good} WHERE {pre} GROUP BY __oid"
     )
     oid = "CASE WHEN __oid > 0 THEN CAST(__oid AS VARCHAR) END"
     trades_sql = (
@@ -503,11 +556,15 @@ def _lobster(
         f"CASE WHEN trim(direction) = '-1' THEN {oid} END AS sell_order_id "
         f"FROM {good} WHERE __type IN (4, 5, 6)"
     )
-    halts, pre = con.execute(
-        f"SELECT count(*) FILTER (WHERE __type = 7), "
-        f"count(*) FILTER (WHERE __type IN (2, 3) AND NOT ({known})) FROM {good}"
+    halts, n_pre, n_pre_msgs = con.execute(
+        f"SELECT count(*) FILTER (WHERE __type = 7), count(DISTINCT __oid) FILTER (WHERE {pre}), "
+        f"count(*) FILTER (WHERE {pre}) FROM {good}"
     ).fetchall()[0]
-    skipped = {"skipped_trading_halt": int(halts), "skipped_cancel_of_order_before_file": int(pre)}
+    skipped = {
+        "skipped_trading_halt": int(halts),
+        "orders_before_file": int(n_pre),
+        "messages_of_orders_before_file": int(n_pre_msgs),
+    }
     return con, orders_sql, trades_sql, split, skipped
 
 
@@ -566,6 +623,15 @@ def read_source(
         tables["trades"] = tab
         counts["trades"] = _count(s, tab.num_rows, out_of_order=out_of_order)
         write_quarantine(qdir, "trades", [s.bad_rows] if s.bad_rows is not None else [])
+    elif fmt == "binance":
+        from market_surveillance.io.binance import read_binance
+
+        got = read_binance(src, venue=venue, asset=asset, quarantine=quarantine)
+        tables["trades"] = got.trades
+        counts["trades"] = got.counts
+        if qdir is not None and got.quarantined is not None:
+            qdir.mkdir(parents=True, exist_ok=True)
+            pq.write_table(got.quarantined, qdir / "trades.parquet")
     elif fmt == "lobster":
         if src.is_dir():
             raise InputError(f"{src}: give one LOBSTER message file (…_message_N.csv), not a folder")
@@ -576,7 +642,7 @@ def read_source(
             if s.problems:
                 raise SchemaError(s.problems)
             tables[name] = fetch(con, cast_select_sql(TABLES[name], s.types, s.relation))
-        n_skip = sum(skipped.values())
+        n_skip = skipped["skipped_trading_halt"]
         accepted = split.rows_in - split.n_quarantined - n_skip
         # counts are per source table: LOBSTER messages become order events and/or trades
         counts["messages"] = {
@@ -586,7 +652,10 @@ def read_source(
             "skipped": n_skip,
             **skipped,
         }
-        counts["orders"] = {"rows_out": tables["orders"].num_rows}
+        counts["orders"] = {
+            "rows_out": tables["orders"].num_rows,
+            "new_at_file_start_for_orders_before_file": skipped["orders_before_file"],
+        }
         counts["trades"] = {"rows_out": tables["trades"].num_rows}
         _write_quarantine(qdir, "messages", split)
     else:
