@@ -416,13 +416,15 @@ def _lobster(
         "CAST(__oid AS VARCHAR) AS order_id"
     )
     orders_sql = (
+        "SELECT * EXCLUDE (__seq) FROM ("
         f"SELECT {prefix} || CAST(__row AS VARCHAR) AS event_id, CAST(__ts AS TIMESTAMPTZ) AS ts, {cols}, "
-        f"{ev} AS event, {side} AS side, CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty "
-        f"FROM {good} WHERE __type BETWEEN 1 AND 4 "
+        f"{ev} AS event, {side} AS side, CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty, "
+        f"__row AS __seq FROM {good} WHERE __type BETWEEN 1 AND 4 "
         f"UNION ALL SELECT {prefix} || 'pre:' || CAST(__oid AS VARCHAR) AS event_id, "
         f"CAST((SELECT min(__ts) FROM {good}) AS TIMESTAMPTZ) AS ts, {cols}, 'new' AS event, "
         f"arg_min({side}, __row) AS side, arg_min(CAST(price AS DOUBLE), __row) / 10000 AS price, "
-        f"sum(CAST(size AS DOUBLE)) AS qty FROM {good} WHERE {pre} GROUP BY __oid"
+        f"sum(CAST(size AS DOUBLE)) AS qty, 0 AS __seq FROM {good} WHERE {pre} GROUP BY __oid"
+        ") ORDER BY ts, __seq, order_id"
     )
     oid = "CASE WHEN __oid > 0 THEN CAST(__oid AS VARCHAR) END"
     trades_sql = (
