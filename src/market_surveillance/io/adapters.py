@@ -234,13 +234,13 @@ def _require_columns(
 
 
 def _trades_source(
-    src: Path, fmt: str, venue: str | None, quarantine: bool
+    src: Path | list[Path], fmt: str, venue: str | None, quarantine: bool
 ) -> tuple[duckdb.DuckDBPyConnection, list[str], _Split]:
     con = _connect()
     split = _Split()
     selects: list[str] = []
     exts = (".csv", ".json", ".jsonl", ".ndjson") if fmt == "ccxt" else (".csv",)
-    for k, path in enumerate(_files(src, exts)):
+    for k, path in enumerate(src if isinstance(src, list) else _files(src, exts)):
         raw = f"raw{k}"
         _raw_view(con, path, raw)
         if fmt == "ccxt":
@@ -557,11 +557,19 @@ def read_source(
         return con.sql(sql).to_arrow_table()
 
     if fmt in ("ccxt", "tardis"):
-        con, selects, split = _trades_source(src, fmt, venue, quarantine)
-        tab = fetch(con, " UNION ALL ".join(selects) + " ORDER BY ts, trade_id")
-        tables["trades"] = tab
-        counts["trades"] = _count(split, tab.num_rows)
-        _write_quarantine(qdir, "trades", split)
+        trade_src: Path | list[Path] = src
+        if fmt == "tardis":  # a Tardis folder may hold trades and order-book files side by side
+            from market_surveillance.io.tardis_book import read_tardis_book, split_tardis
+
+            trade_src, book_files = split_tardis(src)
+            if book_files:
+                tables["book"], counts["book"] = read_tardis_book(book_files, venue=venue)
+        if trade_src:
+            con, selects, split = _trades_source(trade_src, fmt, venue, quarantine)
+            tab = fetch(con, " UNION ALL ".join(selects) + " ORDER BY ts, trade_id")
+            tables["trades"] = tab
+            counts["trades"] = _count(split, tab.num_rows)
+            _write_quarantine(qdir, "trades", split)
     elif fmt == "binance":
         from market_surveillance.io.binance import read_binance
 

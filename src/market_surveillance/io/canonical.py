@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from market_surveillance.schema import TABLES, DataProfile, conform, register_dir
 
-TIMED = ("trades", "orders")
+TIMED = ("trades", "orders", "book")
 
 
 def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
