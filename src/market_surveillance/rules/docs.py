@@ -8,7 +8,6 @@ import inspect
 from market_surveillance.rules.registry import all_rules
 from market_surveillance.schema import TABLES, DataProfile
 
-
 #: The kinds of data rules meet, as the profile each gives (column title, example sources, profile).
 DATA_KINDS = (
     (
