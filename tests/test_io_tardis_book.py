@@ -68,7 +68,9 @@ def test_tardis_unsupported_data_type_named(tmp_path):
     p.write_text(
         "exchange,symbol,timestamp,local_timestamp,funding_rate,open_interest\nbinance,X,1,1,0.1,5\n"
     )
-    with pytest.raises(ValueError, match="unsupported Tardis data type"):
+    with pytest.raises(
+        ValueError, match="a Tardis derivative_ticker file; supported Tardis data types: trades, "
+    ):
         read_source(p, "tardis")
 
 

@@ -16,8 +16,8 @@ aggTrades  ``agg_trade_id, price, quantity, first_trade_id, last_trade_id, trans
 * ``time`` is milliseconds since the epoch (UTC); Binance switched spot dumps to microseconds in 2025, so
   values from 10¹⁴ up are read as microseconds.
 * ``isBuyerMaker`` true means the resting order was the buy, so the taker (aggressor) sold.
-* The market comes from the file name: ``NULSBTC`` → ``NULS-BTC`` using :data:`market_surveillance.io.symbols.QUOTE_ASSETS` (longest
-  quote suffix wins); ``--asset`` overrides it for a renamed file.
+* The market comes from the file name: ``NULSBTC`` → ``NULS-BTC`` by the quote currencies every adapter
+  knows (:data:`market_surveillance.io.adapters.QUOTES`); ``--asset`` overrides it for a renamed file.
 * A folder may hold a month of dailies, the monthly file, or both: rows that appear in several files are
   the same trade; exact repeats are removed and counted (``duplicates_removed``), while one trade id
   carrying different values in two files is a bad row (rejected, or quarantined with ``--quarantine``).
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from market_surveillance.io.symbols import QUOTE_ASSETS, split_symbol
+from market_surveillance.io.adapters import QUOTES, asset_name
 from market_surveillance.schema import Problem, SchemaError
 
 _NAME = re.compile(
@@ -63,10 +63,10 @@ def market_of_symbol(symbol: str) -> str:
 
     Raises ``ValueError`` when no known quote asset ends the symbol.
     """
-    market = split_symbol(symbol)
-    if market is None:
+    market = asset_name(symbol, split_concatenated=True)
+    if "-" not in market:
         raise ValueError(
-            f"{symbol!r}: cannot tell base from quote asset (known quotes: {', '.join(QUOTE_ASSETS)}); "
+            f"{symbol!r}: cannot tell base from quote asset (known quotes: {', '.join(QUOTES)}); "
             "pass --asset BASE-QUOTE"
         )
     return market

@@ -16,13 +16,12 @@ book_snapshot_25 / book_snapshot_5
     describes the visible top-N book.
 
 ``timestamp`` (exchange time, µs; Tardis falls back to ``local_timestamp`` when the exchange gives none) is
-``ts``; the symbol becomes ``BASE-QUOTE`` (:func:`market_surveillance.io.symbols.market_name`:
-``NULSBTC`` → ``NULS-BTC``).
+``ts``; the symbol becomes ``BASE-QUOTE`` exactly as Tardis trades do
+(:func:`market_surveillance.io.adapters.asset_name`: ``NULSBTC`` → ``NULS-BTC``), the venue lower case.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
@@ -70,16 +69,11 @@ def tardis_files(src: Path) -> list[Path]:
     return [src]
 
 
-def _register_market(con: duckdb.DuckDBPyConnection) -> None:
-    from market_surveillance.io.symbols import market_name
+def _asset(con: duckdb.DuckDBPyConnection, view: str) -> str:
+    """The market of each row's symbol, named as the Tardis trades adapter names it (one lookup per symbol)."""
+    from market_surveillance.io.adapters import _asset_sql
 
-    with contextlib.suppress(duckdb.Error):  # already registered on this connection
-        con.create_function("ms_market_name", market_name, ["VARCHAR"], "VARCHAR")
-
-
-def _asset(col: str) -> str:
-    # one call per distinct symbol in practice: DuckDB caches nothing, but files hold one or few symbols
-    return f"ms_market_name(trim({col}))"
+    return _asset_sql(con, view, "symbol", split_concatenated=True)
 
 
 def _bad(con: duckdb.DuckDBPyConnection, view: str, path: Path, checks: list[tuple[str, str, str]]) -> None:
@@ -113,12 +107,12 @@ def _incremental(con: duckdb.DuckDBPyConnection, path: Path, k: int, venue: str 
             ("amount", "NaN, negative or not a number", "NOT coalesce(TRY_CAST(amount AS DOUBLE) >= 0, false)"),
         ],
     )  # fmt: skip
-    ven = _lit(venue) if venue else "trim(exchange)"
+    ven = f"lower(trim({_lit(venue)}))" if venue else "lower(trim(exchange))"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {raw}_p AS
         WITH p AS (
-            SELECT __row, {ven} AS venue, {_asset("symbol")} AS asset, {ts} AS ts_us,
+            SELECT __row, {ven} AS venue, {_asset(con, raw)} AS asset, {ts} AS ts_us,
                    lower(trim(is_snapshot)) = 'true' AS snap,
                    CASE lower(trim(side)) WHEN 'bid' THEN 'buy' ELSE 'sell' END AS side,
                    CAST(price AS DOUBLE) AS price, CAST(amount AS DOUBLE) AS qty
@@ -172,13 +166,13 @@ def _snapshots(con: duckdb.DuckDBPyConnection, path: Path, k: int, venue: str | 
     n = max(int(m[1]) for c in cols if (m := re.fullmatch(r"asks\[(\d+)\]\.price", c))) + 1
     ts = "TRY_CAST(trim(timestamp) AS BIGINT)"
     _bad(con, raw, path, [("timestamp", "timestamp not parseable (µs since epoch)", f"{ts} IS NULL")])
-    ven = _lit(venue) if venue else "trim(exchange)"
+    ven = f"lower(trim({_lit(venue)}))" if venue else "lower(trim(exchange))"
     parts = []
     for i in range(n):
         for name, side in (("asks", "sell"), ("bids", "buy")):
             pc, ac = f'"{name}[{i}].price"', f'"{name}[{i}].amount"'
             parts.append(
-                f"SELECT __row, {ven} AS venue, {_asset('symbol')} AS asset, {ts} AS ts_us, '{side}' AS side, "
+                f"SELECT __row, {ven} AS venue, {_asset(con, raw)} AS asset, {ts} AS ts_us, '{side}' AS side, "
                 f"TRY_CAST({pc} AS DOUBLE) AS price, TRY_CAST({ac} AS DOUBLE) AS qty, {pc} AS __p, {ac} AS __a "
                 f"FROM {raw}"
             )
@@ -205,7 +199,7 @@ def _snapshots(con: duckdb.DuckDBPyConnection, path: Path, k: int, venue: str | 
     # diff each snapshot with the one before it (per venue/asset): changed, new and vanished levels
     return f"""
         WITH snaps AS (
-            SELECT __row, {ven} AS venue, {_asset("symbol")} AS asset, {ts} AS ts_us FROM {raw}
+            SELECT __row, {ven} AS venue, {_asset(con, raw)} AS asset, {ts} AS ts_us FROM {raw}
         ),
         seqd AS (
             SELECT *, lag(__row) OVER (PARTITION BY venue, asset ORDER BY __row) AS prev_row FROM snaps
@@ -226,22 +220,14 @@ def _snapshots(con: duckdb.DuckDBPyConnection, path: Path, k: int, venue: str | 
 
 
 def split_tardis(src: Path) -> tuple[list[Path], list[Path]]:
-    """Tardis files of ``src`` split into (trades files, book files); other data types are refused by name."""
+    """Tardis files of ``src`` split into (book files, everything else) as ``(others, books)``."""
     from market_surveillance.io.canonical import connect
 
     con = connect()
     trades, books = [], []
     for path in tardis_files(src):
-        kind = tardis_kind(con, path)
-        if kind == "trades":
-            trades.append(path)
-        elif kind in BOOK_KINDS:
-            books.append(path)
-        else:
-            raise ValueError(
-                f"{path}: unsupported Tardis data type (columns {kind.split(': ', 1)[1]}); "
-                "supported: trades, incremental_book_L2, book_snapshot_25, book_snapshot_5"
-            )
+        # book files are ours; everything else goes to the trades reader, which names other data types
+        (books if tardis_kind(con, path) in BOOK_KINDS else trades).append(path)
     con.close()
     return trades, books
 
@@ -252,7 +238,6 @@ def read_tardis_book(files: list[Path], *, venue: str | None = None) -> tuple[pa
 
     con = connect()
     con.execute("SET TimeZone = 'UTC'")
-    _register_market(con)
     selects, rows_in, skipped = [], 0, 0
     for k, path in enumerate(files):
         kind = tardis_kind(con, path)
