@@ -165,8 +165,16 @@ def detect(
     data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
     out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="canonical | ccxt | tardis | lobster")] = "canonical",
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
+    ] = "canonical",
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
+    orderbook: Annotated[
+        Path | None,
+        typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
+    ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
     ] = None,
@@ -212,6 +220,8 @@ def detect(
         from market_surveillance.io.canonical import MEMORY_LIMIT_ENV
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
+    if orderbook is not None:
+        _check_lobster_book(data, orderbook, fmt, date, out)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -256,6 +266,33 @@ def detect(
         console.print(f"run {run_id} recorded in {db}")
 
 
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
+    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+    import pyarrow.parquet as pq
+
+    from market_surveillance.io.lobster_book import check_book, orderbook_features
+    from market_surveillance.schema import SchemaError
+
+    if fmt != "lobster":
+        _fail("--orderbook goes with --format lobster (a LOBSTER orderbook file)")
+    try:
+        result = check_book(data, orderbook, date=date)
+        feats = orderbook_features(data, orderbook, date=date)
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.line(), highlight=False)
+    if result.seeded_levels:
+        console.print(
+            f"  ({result.seeded_levels} price levels of orders resting from before the file, seen only in "
+            "the orderbook's first row, were seeded)",
+            highlight=False,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / "lobster_book.parquet"
+    pq.write_table(feats, path)
+    console.print(f"{feats.num_rows:,} book states (best bid/ask, depth, imbalance) written to {path}")
+
+
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="canonical data folder holding labels")],
@@ -283,10 +320,12 @@ app.add_typer(cases_app, name="cases")
 
 @app.command("import")
 def import_(
-    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | canonical")],
+    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | binance | canonical")],
     src: Annotated[Path, typer.Argument(help="source file or folder")],
     out: Annotated[Path, typer.Option(help="canonical folder to write (<table>.parquet)")],
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
     venue: Annotated[
         str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")
     ] = None,
