@@ -52,6 +52,7 @@ class AssetVolumeSpike(Rule):
     threshold_param = "multiple"
     Params = AssetVolumeSpikeParams
     requires = ("trades",)
+    lookback = ("baseline_s", "window_s")
 
     def candidates(self, t: Tables, p: AssetVolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
@@ -66,6 +67,8 @@ class AssetVolumeSpike(Rule):
             n=hits.n.sum(),
             window_start=hits.ts_first.min(),
             window_end=hits.ts_last.max(),
+            # a window's notional is final when it closes
+            detected_at=(hits.bucket.min() + 1) * int(p.window_s * US),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
         return g.select(
@@ -74,6 +77,7 @@ class AssetVolumeSpike(Rule):
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value.cast("float64"),
             score=g.value.cast("float64") / p.multiple,
             evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),

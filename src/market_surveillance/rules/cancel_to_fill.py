@@ -91,6 +91,7 @@ class CancelToFill(Rule):
     Params = CancelToFillParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
         o = t["orders"]
@@ -111,6 +112,7 @@ class CancelToFill(Rule):
             asset=hits.asset.min(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
         return g.select(
@@ -119,6 +121,7 @@ class CancelToFill(Rule):
             accounts=ibis.array([g.account_id]),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value,
             score=g.value / p.ratio,
             evidence_trade_ids=empty_str_array(),

@@ -49,6 +49,7 @@ class CrossMarketDivergence(Rule):
     threshold_param = "max_spread"
     Params = CrossMarketDivergenceParams
     requires = ("trades",)
+    lookback = ("bucket_s",)
 
     def candidates(self, t: Tables, p: CrossMarketDivergenceParams) -> ir.Table:
         tr = t["trades"]
@@ -87,6 +88,8 @@ class CrossMarketDivergence(Rule):
             n_buckets=buckets.bucket.count(),
             window_start=buckets.first.min(),
             window_end=buckets.last.max(),
+            # a bucket's VWAPs are final when it closes
+            detected_at=(buckets.bucket.min() + 1) * b_us,
             evidence_trade_ids=buckets.trade_ids.collect().flatten(),
         )
         return g.select(
@@ -95,6 +98,7 @@ class CrossMarketDivergence(Rule):
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value,
             score=g.value / p.max_spread,
             evidence_trade_ids=g.evidence_trade_ids,

@@ -120,6 +120,7 @@ class ExtremePriceMove(Rule):
     threshold_param = "sigma"
     Params = ExtremePriceMoveParams
     requires = ("trades",)
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
         tr = trailing_price_stats(t["trades"], p.window_s)
@@ -133,6 +134,7 @@ class ExtremePriceMove(Rule):
             n_up=hits.up.cast("int64").sum(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
         direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
@@ -143,6 +145,7 @@ class ExtremePriceMove(Rule):
             accounts=ibis.literal([], type="array<string>"),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value.cast("float64"),
             score=g.value.cast("float64") / p.sigma,
             evidence_trade_ids=g.evidence_trade_ids,

@@ -45,6 +45,7 @@ class MessageRate(Rule):
     Params = MessageRateParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: MessageRateParams) -> ir.Table:
         o = t["orders"]
@@ -58,6 +59,7 @@ class MessageRate(Rule):
             asset=hits.asset.min(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
         return g.select(
@@ -66,6 +68,7 @@ class MessageRate(Rule):
             accounts=ibis.array([g.account_id]),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value.cast("float64"),
             score=g.value.cast("float64") / p.max_messages,
             evidence_trade_ids=empty_str_array(),

@@ -97,6 +97,7 @@ class NetworkCollusion(Rule):
     Params = NetworkCollusionParams
     requires = ("trades", "network")
     needs_trade_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: NetworkCollusionParams) -> ir.Table:
         clusters = ibis.memtable(account_clusters(t["network"]))
@@ -142,6 +143,7 @@ class NetworkCollusion(Rule):
             accounts=hits.members.collect().flatten().unique(),
             window_start=hits.first.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_ids.collect().flatten().unique(),
         )
         return g.select(
@@ -150,6 +152,7 @@ class NetworkCollusion(Rule):
             accounts=g.accounts,
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.value.cast("float64"),
             score=g.value.cast("float64") / p.min_accounts,
             evidence_trade_ids=g.evidence_trade_ids,

@@ -45,12 +45,16 @@ class SelfTrade(Rule):
     Params = SelfTradeParams
     requires = ("trades",)
     needs_trade_accounts = True
+    lookback = ()
 
     def candidates(self, t: Tables, p: SelfTradeParams) -> ir.Table:
         tr = t["trades"]
         s = tr.filter(tr.buyer_id.notnull() & (tr.buyer_id == tr.seller_id))
         s = with_episodes(s, ["buyer_id", "asset", "venue"], p.episode_gap_s, tiebreak="trade_id")
+        ew = ibis.window(group_by=[s.buyer_id, s.asset, s.venue, s.episode], order_by=[s.ts_us, s.trade_id])
+        s = s.mutate(_k=ibis.row_number().over(ew))  # 0-based: the episode is decided at its min_trades-th
         g = s.group_by(["buyer_id", "asset", "venue", "episode"]).aggregate(
+            detected_at=s.ts.min(where=s._k >= p.min_trades - 1),
             n=s.count(),
             notional=(s.price * s.qty).sum(),
             window_start=s.ts.min(),
@@ -64,6 +68,7 @@ class SelfTrade(Rule):
             accounts=ibis.array([g.buyer_id]),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.n.cast("float64"),
             score=g.n.cast("float64") * (1 + g.notional.log10().clip(lower=0)),
             evidence_trade_ids=g.evidence_trade_ids,
