@@ -26,6 +26,7 @@ RULE_MODULES = (
     "market_surveillance.ml.rule",
     "market_surveillance.rules.pump_and_dump",
     "market_surveillance.rules.asset_volume_spike",
+    "market_surveillance.rules.rush_order_pump",
 )
 
 #: rule ids are never reused; a retired rule keeps its id here.
@@ -46,6 +47,8 @@ RESERVED_IDS = {
     "MS014": "ml_anomaly",
     "MS015": "pump_and_dump",
     "MS016": "asset_volume_spike",
+    # MS017–MS029: issue 12; MS030–MS039: issue 16; MS040–MS044: issue 13 (online surveillance)
+    "MS040": "rush_order_pump",
 }
 
 
