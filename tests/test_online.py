@@ -200,3 +200,15 @@ def test_watch_follow_tails_new_parts_like_a_replay(demo, tmp_path):
         map(_key, ref.alert_table().to_pylist())
     )
     assert res.events == trades.num_rows and orders.num_rows > 0
+
+
+def test_dashboard_refresh_alerts_sees_what_watch_wrote(demo, tmp_path):
+    from market_surveillance.dashboard.data import RunData, refresh_alerts
+
+    out = tmp_path / "alerts.parquet"
+    run = RunData(
+        tmp_path, "sqlite:///none", {}, refresh_alerts.__globals__["_alerts"](tmp_path, None), None, None
+    )
+    assert len(run.alerts) == 0
+    watch(demo, [r for r in build_rules() if r.rule_id == "MS003"], out=out)
+    assert len(refresh_alerts(run).alerts) == pq.read_table(out).num_rows > 0
