@@ -361,10 +361,11 @@ def build_report(store: Any, case_id: str, submitter: Mapping[str, Any]) -> dict
             for e in events
         ],
     }
+    frozen_trades = {str(t.get("trade_id")) for t in evidence["trade"]}
     charts = [
-        {"alert_id": a["alert_id"], "title": f"{a['asset']} trade prices, alert {a['alert_id']}"}
-        for a in alerts
-        if any(t["asset"] == a["asset"] for t in evidence["trade"])
+        {"alert_id": a["alert_id"], "title": f"{a['asset']} evidence trade prices, alert {a['alert_id']}"}
+        for a in sorted(alerts, key=lambda x: (x["window_start"], x["alert_id"]))
+        if frozen_trades.intersection(a["evidence_trade_ids"])
     ]
     section6 = {
         "attachments": [
@@ -389,7 +390,9 @@ def build_report(store: Any, case_id: str, submitter: Mapping[str, Any]) -> dict
         "section_4_suspected_persons": section4,
         "section_5_additional_information": section5,
         "section_6_documentation_attached": section6,
-        "_evidence_trades": evidence["trade"],  # chart input; dropped from the JSON output
+        # chart input, dropped from the JSON output (the rows are in section 2 already)
+        "_evidence_trades": evidence["trade"],
+        "_alert_trades": {a["alert_id"]: list(a["evidence_trade_ids"]) for a in alerts},
     }
 
 
@@ -413,10 +416,12 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _chart_points(trades: Sequence[Mapping[str, Any]], asset: str) -> list[tuple[float, float]]:
+def _chart_points(doc: Mapping[str, Any], alert_id: str) -> list[tuple[float, float]]:
+    """(epoch seconds, price) of the alert's own evidence trades, in time order."""
+    ids = set(doc["_alert_trades"].get(alert_id, ()))
     pts = []
-    for t in trades:
-        if t.get("asset") == asset and t.get("price") is not None and t.get("ts"):
+    for t in doc["_evidence_trades"]:
+        if str(t.get("trade_id")) in ids and t.get("price") is not None and t.get("ts"):
             pts.append((dt.datetime.fromisoformat(str(t["ts"])).timestamp(), float(t["price"])))
     return sorted(pts)
 
@@ -487,8 +492,7 @@ def render_html(doc: Mapping[str, Any]) -> bytes:
     charts = ""
     if isinstance(s6["charts"], list):
         for c in s6["charts"]:
-            asset = c["title"].split(" ", 1)[0]
-            pts = _chart_points(doc["_evidence_trades"], asset)
+            pts = _chart_points(doc, c["alert_id"])
             if pts:
                 charts += _svg_chart(pts, c["title"])
     parts = [
@@ -650,7 +654,7 @@ def render_pdf(doc: Mapping[str, Any]) -> bytes:
         para(s6["charts"])
     else:
         for c in s6["charts"]:
-            pts = _chart_points(doc["_evidence_trades"], c["title"].split(" ", 1)[0])
+            pts = _chart_points(doc, c["alert_id"])
             if not pts:
                 continue
             if pdf.get_y() > pdf.h - 80:
