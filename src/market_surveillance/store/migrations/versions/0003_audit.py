@@ -172,7 +172,9 @@ def _sqlite_triggers() -> None:
 
 
 def _postgresql_triggers(schema: str) -> None:
-    path = f'SET search_path = "{schema}", pg_temp'
+    quoted = '"' + schema.replace('"', '""') + '"'
+    # SECURITY DEFINER functions name their schema and put pg_temp last, so no one can shadow a table
+    path = f"SET search_path = {quoted}, pg_temp"
     op.execute(
         "CREATE FUNCTION ms_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "BEGIN RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP; END $$"
