@@ -137,6 +137,7 @@ TYPOLOGY = {
     "collusion_ring": Typology.COLLUSION_RING,
     "position_concentration": Typology.POSITION_CONCENTRATION,
     "volume_spike": Typology.VOLUME_SPIKE,
+    "marking_the_close": Typology.MARKING_THE_CLOSE,
 }
 
 
@@ -206,12 +207,16 @@ def test_inject_all_innocent_accounts_get_no_volume_burst() -> None:
             assert n3h.max() < 20_000, acct
 
 
-def test_inject_all_default_counts_three_per_typology() -> None:
+def test_inject_all_reference_world_counts_per_typology_and_variant() -> None:
     ctx = make_ctx(3)
     ids = inject_all(ctx)
     _, _, lab = frames(ctx)
-    assert len(ids) == len(set(ids)) == 3 * len(SCENARIOS)
-    assert lab.typology.value_counts().to_dict() == {ty.value: 3 for ty in TYPOLOGY.values()}
+    expected = {ty.value: 3 for ty in TYPOLOGY.values()} | {"wash_trading": 7, "marking_the_close": 4}
+    assert len(ids) == len(set(ids)) == sum(expected.values())
+    assert lab.typology.value_counts().to_dict() == expected
+    wash = lab[lab.typology == "wash_trading"].variant.value_counts().to_dict()
+    assert wash == {"self_trade": 3, "owner_pair": 2, "device_pair": 2}
+    assert lab.variant.notna().all() and lab.tier.notna().all()
 
 
 def test_inject_all_counts_override_by_name() -> None:

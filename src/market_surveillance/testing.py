@@ -145,3 +145,47 @@ def golden_alerts(seed: int = 7) -> list[str]:
     return sorted(
         f"{r} {a}" for r, a in zip(alerts["rule_id"].to_pylist(), alerts["alert_id"].to_pylist(), strict=True)
     )
+
+
+def public_book_flow(
+    seconds: int = 600,
+    *,
+    mid: float = 100.0,
+    tick: float = 0.01,
+    base_qty: float = 100.0,
+    per_second: int = 4,
+    venue: str = "EXA",
+    asset: str = "BTC-USD",
+    prefix: str = "bg",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Account-free order flow of one instrument, like a public order-book feed: ``(orders, trades)`` rows.
+
+    Each second ``per_second`` orders (sides alternating, 1-5 ticks from ``mid``, sizes ``base_qty`` × 1,
+    1.5 or 2) rest 0.5-3 s and are cancelled; every second order of every second second is filled instead (at 1 tick from ``mid``),
+    with its trade (aggressor opposite the resting order). No account ids anywhere.
+    """
+    od: list[dict[str, Any]] = []
+    tr: list[dict[str, Any]] = []
+    for s in range(seconds):
+        for k in range(per_second):
+            n = s * per_second + k
+            side = "buy" if n % 2 == 0 else "sell"
+            filled = k == 1 and s % 2 == 0
+            dist = tick if filled else (1 + n % 5) * tick  # what trades rests at the touch
+            price = round(mid - dist if side == "buy" else mid + dist, 10)
+            qty = base_qty * (1.0, 1.5, 2.0)[n % 3]
+            ts = s + k / per_second
+            oid = f"{prefix}{n}"
+            base = {"venue": venue, "asset": asset, "account_id": None, "order_id": oid, "side": side}
+            od.append({**base, "ts": ts, "event": "new", "price": price, "qty": qty})
+            end = ts + 0.5 + (n % 6) * 0.5
+            if filled:
+                od.append({**base, "ts": end, "event": "fill", "price": price, "qty": qty})
+                tr.append(
+                    {"ts": end, "venue": venue, "asset": asset, "price": price, "qty": qty,
+                     "buyer_id": None, "seller_id": None, "aggressor": "sell" if side == "buy" else "buy",
+                     "trade_id": f"{prefix}T{n}"}
+                )  # fmt: skip
+            else:
+                od.append({**base, "ts": end, "event": "cancel", "price": price, "qty": qty})
+    return od, tr
