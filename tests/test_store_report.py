@@ -160,7 +160,7 @@ def test_report_template_fields_filled_or_na_with_reason(case, entity, data_dir,
     assert {r["alert_id"] for r in s3["reasons_for_suspicion"]} == {"MS001-000001", "MS001-000002"}
     persons = {p["account_id"]: p for p in body["section_4_suspected_persons"]}
     assert set(persons) == {"acc1", "acc2", "acc3"}
-    assert persons["acc1"]["profile"] == {"segment": "retail"}
+    assert persons["acc1"]["profile"]["segment"] == "retail"
     assert "client records" in persons["acc1"]["identity"]["reason"]
     s5 = body["section_5_additional_information"]
     assert s5["analysis"][0]["text"] == "acc1 and acc2 trade only with each other, same device"

@@ -320,7 +320,11 @@ def build_report(store: Any, case_id: str, submitter: Mapping[str, Any]) -> dict
                 "identity": na(_KYC_NA),
                 "profile": {k: v for k, v in sorted(prof.items()) if k != "account_id"}
                 if prof
-                else na(not_frozen if not evidence["account"] else f"{acc} is not in the accounts table"),
+                else na(
+                    not_frozen
+                    if not any(evidence.values())
+                    else f"{acc} has no row in the accounts table of the data folder the evidence came from"
+                ),
                 "alerts": sorted(a["alert_id"] for a in alerts if acc in a["accounts"]),
             }
         )
