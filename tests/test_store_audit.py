@@ -11,6 +11,8 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from market_surveillance.cli import app
@@ -412,3 +414,39 @@ def test_audit_upgrade_from_0002_chains_existing_events(tmp_path, make_alerts):
         events = store.history("C-old")
         assert events[-1].prev_hash == events[-2].hash
         assert store.verify().ok
+
+
+# -- the database's hash is the documented one, for any text ---------------------------------------------
+
+_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=60
+).filter(lambda s: s.strip())
+
+
+@pytest.fixture(scope="module")
+def chain_store(module_store_url):
+    with Store.open(module_store_url) as s:
+        yield s
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actor=_TEXT, comment=_TEXT, assignee=_TEXT)
+def test_audit_database_hash_matches_event_hash_for_any_text(chain_store, actor, comment, assignee):
+    # separators, length prefixes, unicode beyond the BMP, quotes: the trigger (PL/pgSQL or the SQLite
+    # function) and audit.event_hash must agree byte for byte, or verify would cry wolf
+    case_id = chain_store.open_case(comment, [], actor, assignee=assignee, comment=comment)
+    chain_store.comment(case_id, comment, actor)
+    for ev in chain_store.history(case_id):
+        assert ev.hash == event_hash(
+            ev.event_id,
+            ev.case_id,
+            ev.at,
+            ev.actor,
+            ev.action,
+            ev.field,
+            ev.old,
+            ev.new,
+            ev.comment,
+            ev.db_user,
+            ev.prev_hash,
+        )
