@@ -187,3 +187,26 @@ def test_detect_refuses_a_store_whose_protection_was_removed(tmp_path, monkeypat
     )
     result = runner.invoke(app, ["detect", "--data", str(tmp_path), "--db", f"sqlite:///{path}"])
     assert result.exit_code == 2 and "audit protection removed" in result.output
+
+
+def test_supersede_alert_hidden_without_audit_row_is_named_by_verify(store_url, make_alerts):
+    # the app role may UPDATE alerts (detection upserts them): hiding one as "superseded" by hand is caught
+    with Store.open(store_url) as store:
+        _run(store, make_alerts(4), V1)
+        second = _run(store, make_alerts(2, start=2), V2)
+        assert store.verify().ok  # real supersessions are logged
+        with store.engine.connect() as conn, conn.begin():
+            conn.execute(
+                sa.update(db.alerts)
+                .where(db.alerts.c.alert_id == "MS001-000003")
+                .values(superseded_by=second)
+            )
+        assert "MS001-000003" not in _ids(store.alerts())
+        report = store.verify()
+        assert not report.ok
+        assert report.alerts == (
+            f"alert MS001-000003: marked superseded by run {second} without an alert_supersessions row "
+            "(hidden from the queue behind the store's back)",
+        )
+    result = runner.invoke(app, ["cases", "verify", "--db", store_url], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "BROKEN alert MS001-000003" in result.output

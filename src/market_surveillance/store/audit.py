@@ -200,10 +200,12 @@ class VerifyReport:
     events: int
     breaks: tuple[Break, ...]
     protection: tuple[str, ...]
+    #: alerts hidden as superseded without the audit row that says by which run and why
+    alerts: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.breaks and not self.protection
+        return not self.breaks and not self.protection and not self.alerts
 
 
 def _events_by_case(conn: Connection) -> Iterator[tuple[str, list[Any]]]:
@@ -317,7 +319,19 @@ def verify(engine: Engine) -> VerifyReport:
             breaks.append(Break(case_id, None, "the case has no events (its audit trail was erased)"))
         for case_id in sorted(set(links) - set(cases)):
             breaks.append(Break(case_id, None, "alerts linked to a case that does not exist"))
-    return VerifyReport(len(cases), n_events, tuple(breaks), tuple(protection))
+        a, s = db.alerts, db.alert_supersessions
+        logged = sa.select(s.c.alert_id).where(s.c.alert_id == a.c.alert_id, s.c.run_id == a.c.superseded_by)
+        unlogged = conn.execute(
+            sa.select(a.c.alert_id, a.c.superseded_by)
+            .where(a.c.superseded_by.isnot(None), ~logged.exists())
+            .order_by(a.c.alert_id)
+        ).all()
+    alerts = tuple(
+        f"alert {x.alert_id}: marked superseded by run {x.superseded_by} without an alert_supersessions row "
+        "(hidden from the queue behind the store's back)"
+        for x in unlogged
+    )
+    return VerifyReport(len(cases), n_events, tuple(breaks), tuple(protection), alerts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,12 +37,16 @@ def cases_verify(db: DbOpt = None) -> None:
         console.print(f"[red]PROTECTION[/red] {problem}")
     for brk in report.breaks:
         console.print(f"[red]BROKEN[/red] {brk}")
+    for problem in report.alerts:
+        console.print(f"[red]BROKEN[/red] {problem}")
     if report.ok:
-        console.print(f"audit trail intact: {report.cases} case(s), {report.events} event(s), every chain verified")
+        console.print(
+            f"audit trail intact: {report.cases} case(s), {report.events} event(s), every chain verified"
+        )
         return
     console.print(
         f"[red]audit trail NOT intact[/red]: {len(report.breaks)} broken chain(s) of {report.cases} case(s), "
-        f"{len(report.protection)} protection problem(s)"
+        f"{len(report.protection)} protection problem(s), {len(report.alerts)} alert(s) hidden without audit"
     )
     raise typer.Exit(1)
 
@@ -52,7 +56,9 @@ def store_init(
     db: DbOpt = None,
     owner: Annotated[
         str | None,
-        typer.Option(help="PostgreSQL: role that owns the schema and runs migrations (created NOLOGIN if missing)"),
+        typer.Option(
+            help="PostgreSQL: role that owns the schema and runs migrations (created NOLOGIN if missing)"
+        ),
     ] = None,
     app_role: Annotated[
         str | None,
