@@ -160,3 +160,16 @@ def test_triage_widget_picking_a_stored_case_shows_its_history(store):
     w.case_pick.value = case_id
     assert w.case_id == case_id
     assert "from the CLI" in w.case_view.value and "carol" in w.case_view.value
+
+
+def test_triage_widget_without_actor_refuses_on_sqlite_never_invents_one(store):
+    w = TriageWidget(store)  # issue 17: no "analyst" or $USER stand-in
+    assert w.actor.value == ""
+    w.selection.value = ("a-wash-1",)
+    w.title.value = "t"
+    w.on_open_case(w.open_button)
+    assert w.case_id is None and "an actor is required" in w.message.value
+    assert store.cases() == []
+    w.actor.value = "dora"
+    w.on_open_case(w.open_button)
+    assert w.case_id is not None and store.history(w.case_id)[0].actor == "dora"

@@ -18,10 +18,14 @@ app = typer.Typer(
 console = Console()
 
 
+err_console = Console(stderr=True)
+
+
 def _fail(msg: str) -> NoReturn:
-    # one line, never wrapped, markup-free: file names may hold [brackets]
+    # one line on stderr, never wrapped, markup-free (file names may hold [brackets]), so scripts and people
+    # both read it
     text = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
-    console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -87,6 +91,7 @@ def list_rules(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="parameters on one line per rule")] = False,
 ) -> None:
     """List registered rules with their typology and parameters."""
     from market_surveillance.rules.config import ConfigError, build_rules, load_config
@@ -101,11 +106,19 @@ def list_rules(
         rules = build_rules(load_config(config), source=str(config or "defaults"))
     except ConfigError as exc:
         _fail(str(exc))
-    table = Table("id", "name", "typology", "params", title="surveillance rules")
+    from rich import box
+
+    # ids and names are never cut (they are typed into --rule and configs); parameters fold, one per line
+    table = Table(title="surveillance rules", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=5)
+    table.add_column("name", no_wrap=True)
+    table.add_column("typology", overflow="fold", min_width=8)
+    table.add_column("params", overflow="fold", min_width=12)
+    sep = ", " if wide else "\n"
     for r in rules:
-        params = ", ".join(f"{k}={v}" for k, v in r.params.as_dict().items())
+        params = sep.join(f"{k}={v}" for k, v in r.params.as_dict().items())
         if r.asset_params:
-            params += "; per asset: " + ", ".join(sorted(r.asset_params))
+            params += sep + "per asset: " + ", ".join(sorted(r.asset_params))
         table.add_row(r.rule_id, r.name, str(r.typology), params)
     console.print(table)
 
@@ -115,6 +128,16 @@ def _print_runs(result) -> None:  # type: ignore[no-untyped-def]
     for r in result.runs:
         table.add_row(r.rule_id, r.name, r.status, str(r.alerts), f"{r.seconds:.2f}", r.reason)
     console.print(table)
+
+
+def _shown_url(url: str) -> str:
+    """A store URL fit for the terminal: the password masked."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
@@ -163,7 +186,9 @@ def _limits(ts_min: str | None, ts_max: str | None):  # type: ignore[no-untyped-
 @app.command()
 def detect(
     data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
-    out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
+    out: Annotated[
+        Path | None, typer.Option(help="alerts file to write (.parquet or .csv); none unless given")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
@@ -211,6 +236,14 @@ def detect(
 
     if not data.exists():
         _fail(f"{data}: no such file or folder")
+    if db is not None:
+        # reach, migrate and check the store first: a bad URL must not cost a whole detection run
+        from market_surveillance.store import Store, StoreError
+
+        try:
+            Store.open(db).dispose()
+        except StoreError as exc:
+            _fail(f"cannot open store {_shown_url(db)}: {exc}")
     if not 0 <= max_quarantined <= 100:
         _fail(f"--max-quarantined is a percentage in [0, 100], got {max_quarantined}")
     limits = _limits(ts_min, ts_max)
@@ -248,22 +281,28 @@ def detect(
         except Exception as exc:
             prog.stop()
             _fail(_error_line(exc))
-    try:
-        write_alerts(result.alerts, out)
-    except Exception as exc:
-        _fail(_error_line(exc))
     _print_runs(result)
-    console.print(f"{result.alerts.num_rows} alerts written to {out}")
-    if result.ml_scores is not None:
+    if out is not None:
+        try:
+            write_alerts(result.alerts, out)
+        except Exception as exc:
+            _fail(_error_line(exc))
+        console.print(f"{result.alerts.num_rows} alerts written to {out}")
+    elif db is None:
+        console.print(f"{result.alerts.num_rows} alerts found; nothing written (give --out FILE and/or --db URL)")
+    if result.ml_scores is not None and out is not None:
         from market_surveillance.ml.rule import write_scores
 
         csv_path, _ = write_scores(result.ml_scores, out.parent)
         console.print(f"{len(result.ml_scores)} account scores written to {csv_path} (+ .parquet)")
     if db is not None:
-        from market_surveillance.store import record_detection
+        from market_surveillance.store import StoreError, record_detection
 
-        run_id = record_detection(db, result, data_source=str(data), config_path=config)
-        console.print(f"run {run_id} recorded in {db}")
+        try:
+            run_id = record_detection(db, result, data_source=str(data), config_path=config)
+        except (StoreError, ValueError) as exc:
+            _fail(f"run not recorded in {_shown_url(db)}: {str(exc).strip().splitlines()[0]}")
+        console.print(f"run {run_id} recorded in {_shown_url(db)}")
 
 
 def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
@@ -372,9 +411,13 @@ def evaluate(
     """Score alerts against the labelled scenarios: recall per typology, precision per rule."""
     from market_surveillance.evaluate import score_files
 
+    if not data.is_dir():
+        _fail(f"{data}: no such data folder")
+    if not alerts.is_file():
+        _fail(f"{alerts}: no such alerts file (write one with `detect --out`)")
     try:
         card = score_files(data, alerts)
-    except Exception as exc:
+    except Exception as exc:  # no labels, unreadable or foreign alerts file, ...: one line
         _fail(_error_line(exc))
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
@@ -386,6 +429,10 @@ from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
+
+from market_surveillance.store.cli_audit import store_app  # noqa: E402  (also adds `cases verify`)
+
+app.add_typer(store_app, name="store")
 
 
 @app.command("import")

@@ -43,7 +43,8 @@ class TriageWidget:
     store
         A :class:`market_surveillance.store.Store`; every read and write goes through it.
     actor
-        Who acts, recorded in every audit row (editable in the widget).
+        Who acts, recorded in every audit row (editable in the widget). No default: on SQLite actions are
+        refused until it is filled in; on PostgreSQL an empty box means the database session user.
 
     Attributes
     ----------
@@ -53,12 +54,12 @@ class TriageWidget:
         The ipywidgets container (the object itself displays it in a notebook).
     """
 
-    def __init__(self, store: Any, *, actor: str = "analyst"):
+    def __init__(self, store: Any, *, actor: str | None = None):
         self.store = store
         self.case_id: str | None = None
         everything = store.alerts().to_pandas()
         wide = w.Layout(width="95%")
-        self.actor = w.Text(value=actor, description="actor")
+        self.actor = w.Text(value=actor or "", placeholder="your name (required)", description="actor")
         self.rule = w.Dropdown(options=_options(everything["rule_name"]), description="rule")
         self.typology = w.Dropdown(options=_options(everything["typology"]), description="typology")
         self.asset = w.Dropdown(options=_options(everything["asset"]), description="asset")
@@ -208,6 +209,11 @@ class TriageWidget:
         color = "#b00" if error else "#060"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
+    def _actor(self) -> str | None:
+        # no made-up default: an empty box is None, which the store refuses on SQLite ("an actor is
+        # required") and turns into the database session user on PostgreSQL
+        return self.actor.value.strip() or None
+
     def _act(self, what: str, call: Callable[[], Any]) -> bool:
         """Run one store call; a refused action is shown to the analyst instead of raising in the callback."""
         try:
@@ -243,7 +249,7 @@ class TriageWidget:
                 self.store.open_case(
                     title,
                     alert_ids,
-                    self.actor.value,
+                    self._actor(),
                     priority=self.priority.value,
                     comment=self._comment(),
                 )
@@ -262,7 +268,7 @@ class TriageWidget:
             case_id = self.case_id
             self._act(
                 f"add {len(alert_ids)} alert(s)",
-                lambda: self.store.add_alerts(case_id, alert_ids, self.actor.value, self._comment()),
+                lambda: self.store.add_alerts(case_id, alert_ids, self._actor(), self._comment()),
             )
 
     def on_pick_case(self, change: Any = None) -> None:
@@ -276,14 +282,14 @@ class TriageWidget:
             self._act(
                 "assign",
                 lambda: self.store.assign(
-                    case_id, self.assignee.value.strip(), self.actor.value, self._comment()
+                    case_id, self.assignee.value.strip(), self._actor(), self._comment()
                 ),
             )
 
     def on_comment(self, event: Any = None) -> None:
         if self._need_case():
             case_id, text = self.case_id, self.comment_text.value
-            if self._act("comment", lambda: self.store.comment(case_id, text, self.actor.value)):
+            if self._act("comment", lambda: self.store.comment(case_id, text, self._actor())):
                 self.comment_text.value = ""
 
     def on_set_status(self, event: Any = None) -> None:
@@ -291,7 +297,7 @@ class TriageWidget:
             case_id, status = self.case_id, self.status.value
             if self._act(
                 f"status → {status}",
-                lambda: self.store.set_status(case_id, status, self.actor.value, self._comment()),
+                lambda: self.store.set_status(case_id, status, self._actor(), self._comment()),
             ):
                 self.comment_text.value = ""
 
@@ -301,6 +307,6 @@ class TriageWidget:
             case_id, resolution = self.case_id, self.resolution.value
             if self._act(
                 f"close as {resolution}",
-                lambda: self.store.close(case_id, resolution, self.actor.value, self.comment_text.value),
+                lambda: self.store.close(case_id, resolution, self._actor(), self.comment_text.value),
             ):
                 self.comment_text.value = ""
