@@ -184,6 +184,10 @@ def _type(driver: webdriver.Chrome, css: str, text: str) -> None:
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
     el.clear()
     el.send_keys(text)
+    # leave the box: the widget sends its value on blur; wait until the kernel has processed it
+    driver.execute_script("arguments[0].blur();", el)
+    time.sleep(1.0)
+    _wait(driver, "the kernel to take the text", _kernel_idle)
 
 
 def _act(driver: webdriver.Chrome, button: str, expect: str) -> None:
@@ -212,7 +216,8 @@ def test_dashboard_browser_run_select_open_comment_close_lands_in_store(lab, bro
     d = browser
     d.get(f"{url}/lab/tree/notebooks/{NOTEBOOK.name}")
     _wait(d, "the notebook and its kernel", _kernel_idle)
-    d.execute_script("return window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    # not awaited: the promise settles only when every cell has run (longer than a script timeout)
+    d.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells'); return true;")
     # every cell ran: the last one displays the triage widget, with the top alert already drilled down
     _wait(d, "the triage widget", lambda d: _one(d, ".ms-triage .ms-queue select"))
     _wait(d, "all cells to finish", _kernel_idle)

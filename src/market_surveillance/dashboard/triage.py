@@ -90,8 +90,16 @@ class TriageWidget:
         self.selection = _classed(
             w.SelectMultiple(options=[], rows=12, description="queue", layout=wide), "queue"
         )
+        # free text is sent to the kernel once, when the box loses focus: a model update per keystroke is
+        # throttled by ipywidgets and can reach the kernel after the button click that should use it
         self.title = _classed(
-            w.Text(placeholder="case title", description="title", layout=w.Layout(width="60%")), "title"
+            w.Text(
+                placeholder="case title",
+                description="title",
+                layout=w.Layout(width="60%"),
+                continuous_update=False,
+            ),
+            "title",
         )
         self.priority = w.Dropdown(
             options=[p.value for p in CasePriority], value=CasePriority.MEDIUM.value, description="priority"
@@ -107,6 +115,7 @@ class TriageWidget:
                 placeholder="comment (also the reason recorded with a status change; required to close)",
                 description="comment",
                 layout=w.Layout(width="60%"),
+                continuous_update=False,
             ),
             "comment",
         )
