@@ -69,6 +69,13 @@ def lab(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "jupyter-workspaces"),
     }
     env.pop("MS_ALERT_ID", None)
+    # no news/update toasts over the page (and no request to the outside)
+    settings = base / "jupyter-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false, "doNotDisturbMode": true}'
+    )
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(base / "jupyter-settings")
     log = open(base / "jupyter.log", "w")  # noqa: SIM115 -- closed after the server stops
     proc = subprocess.Popen(
         [

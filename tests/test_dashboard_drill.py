@@ -245,7 +245,7 @@ def test_queue_raw_scores_of_different_rules_do_not_decide_the_order():
 def test_fmt_missing_tiny_and_timestamps_for_humans():
     assert fmt(None) == fmt(math.nan) == fmt(pd.NaT) == "—"
     assert fmt(5.8e-16) == "0"
-    assert fmt(0.0123456) == "0.01235" and fmt(36100.4) == "36,100"
+    assert fmt(0.0123456) == "0.01235" and fmt(36100.4) == "36,100.4" and fmt(58097.0) == "58,097"
     assert fmt(np.array(["A", "B"])) == "A, B"
     ts = pd.Timestamp("2024-03-01 10:00:01.123456", tz="UTC")
     assert fmt(ts) == "2024-03-01 10:00:01"

@@ -116,8 +116,13 @@ def drilldown_figure(
         vertical_spacing=0.04,
         row_heights=[0.45, 0.3, 0.25][: len(panels)],
     )
+    seen: set[str] = set()
     for row, (label, sub) in enumerate(panels, start=1):
         for trace in sub.data:
+            # one legend entry per name: "evidence trades" on two panels toggles together
+            trace.legendgroup = trace.name
+            trace.showlegend = trace.name not in seen
+            seen.add(trace.name)
             fig.add_trace(trace, row=row, col=1)
         fig.update_yaxes(title_text=label, row=row, col=1)
     if orders is not None:
@@ -139,7 +144,7 @@ def drilldown_figure(
         barmode="relative",
         height=760,
         hovermode="x unified",
-        legend={"orientation": "h", "y": -0.08},
+        legend={"orientation": "h", "y": -0.14},
     )
     return fig
 
@@ -439,7 +444,7 @@ def account_panel(
                 (shared["account_id"] != acct)
                 & (shared["device_id"].isin(own["device_id"]) | shared["ip_subnet"].isin(own["ip_subnet"]))
             ]
-            links.append(", ".join(sorted(set(other["account_id"].astype(str)))))
+            links.append(", ".join(sorted(set(other["account_id"].astype(str)))) or None)
         profile["shares_device_or_subnet_with"] = links
 
     counterparties = pd.DataFrame()
@@ -453,7 +458,6 @@ def account_panel(
                     {
                         "account_id": leg[side],
                         "counterparty": leg[other].fillna("(unknown)"),
-                        "we": np.where(side == "buyer_id", "bought", "sold"),
                         "notional": leg["notional"],
                     }
                 )

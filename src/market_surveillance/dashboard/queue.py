@@ -56,7 +56,9 @@ def fmt(value: Any, *, digits: int = 4) -> str:
         x = float(value)
         if abs(x) < 1e-9:
             return "0"
-        return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+        if abs(x) < 1000:
+            return f"{x:.{digits}g}"
+        return f"{x:,.2f}".rstrip("0").rstrip(".")  # prices and notionals: whole units and cents
     return str(value)
 
 
