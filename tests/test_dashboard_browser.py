@@ -62,7 +62,7 @@ def lab(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
         **os.environ,
         "MS_DATA_DIR": str(data),
         "MS_DB_URL": f"sqlite:///{data / 'alerts.sqlite'}",
-        "USER": "browser-analyst",
+        "MS_ACTOR": "browser-analyst",
         # keep Jupyter's settings, workspaces and runtime files out of the user's home
         "JUPYTER_CONFIG_DIR": str(base / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(base / "jupyter-runtime"),
@@ -302,3 +302,55 @@ def test_dashboard_browser_run_select_open_comment_close_lands_in_store(lab, bro
         assert history[-1].new == "closed_reported"
     finally:
         store.dispose()
+
+
+def _rendered_charts(driver: webdriver.Chrome, page: Path) -> tuple[int, int]:
+    """Open a saved page with the network off; (plotly divs in the page, charts plotly.js drew in them)."""
+    driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    try:
+        driver.get(page.as_uri())
+        n = len(driver.find_elements(By.CSS_SELECTOR, ".plotly-graph-div"))
+        _wait(
+            driver,
+            f"plotly.js to draw the charts of {page.name} offline",
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".plotly-graph-div.js-plotly-plot .main-svg")) >= n
+            ),
+            timeout=120,
+        )
+        drawn = len(driver.find_elements(By.CSS_SELECTOR, ".plotly-graph-div.js-plotly-plot"))
+    finally:
+        driver.delete_network_conditions()
+    return n, drawn
+
+
+def test_dashboard_browser_exported_pages_draw_every_chart_offline(lab, browser, tmp_path):
+    """The nbconvert export of the notebook and `alerts report` pages, opened with the network off: every
+    chart is drawn (plotly.js is in the page, nothing is fetched)."""
+    _, data = lab
+    env = {**os.environ, "MS_DATA_DIR": str(data), "MS_DB_URL": f"sqlite:///{data / 'alerts.sqlite'}"}
+    nb = tmp_path / NOTEBOOK.name
+    shutil.copy(NOTEBOOK, nb)
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute", str(nb)],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=LONG * 2,
+    )
+    n, drawn = _rendered_charts(browser, nb.with_suffix(".html"))
+    assert n >= 6 and drawn == n, (n, drawn)
+
+    from market_surveillance.store import Store
+
+    store = Store.open(env["MS_DB_URL"])
+    try:
+        alert_id = store.alerts(rule="spoofing").to_pylist()[0]["alert_id"]
+    finally:
+        store.dispose()
+    from market_surveillance.dashboard.report import write_alert_report
+
+    page = write_alert_report(alert_id, tmp_path / "alert.html", data, env["MS_DB_URL"])
+    n, drawn = _rendered_charts(browser, page)
+    assert n >= 2 and drawn == n, (n, drawn)

@@ -3,7 +3,7 @@
 Priority is 0–100 and comparable across rules. When the store keeps a ``priority`` column on its alerts,
 that is the truth; otherwise :func:`fallback_priority` ranks each alert's score within its own rule (a raw
 score is not comparable across rules: a self-trade count of 72 and an ML score of 0.005 say nothing about
-each other). Alerts flagged ``muted`` by the store are kept in the store but not queued.
+each other). Alerts muted in the store (a ``muted`` flag or a ``suppression_id``) stay stored but are not queued.
 """
 
 from __future__ import annotations
@@ -99,8 +99,12 @@ def queue(alerts: pd.DataFrame, *, include_muted: bool = False) -> pd.DataFrame:
     (then score, then id, so the order is stable)."""
     a = alerts.copy()
     a["priority"] = queue_priority(a)
-    if not include_muted and "muted" in a.columns:
-        a = a[~a["muted"].fillna(False).astype(bool)]
+    if not include_muted:
+        # the store flags a muted alert with a ``muted`` flag or the ``suppression_id`` of the mute
+        if "muted" in a.columns:
+            a = a[~a["muted"].fillna(False).astype(bool)]
+        if "suppression_id" in a.columns:
+            a = a[a["suppression_id"].isna()]
     return a.sort_values(["priority", "score", "alert_id"], ascending=[False, False, True], kind="stable")
 
 

@@ -44,6 +44,20 @@ def _next_statuses(status: str) -> list[str]:
     return [status, *(s for s in _ACTIVE if s != status and CaseStatus(s) in allowed)]
 
 
+def _reason_options() -> list[tuple[str, str]]:
+    """Verdict reason codes of the store (``enums.VerdictReason``) when it has them, else none to pick."""
+    from market_surveillance import enums
+
+    codes = getattr(enums, "VerdictReason", None)
+    return [("(reason code)", ""), *((c.value.replace("_", " "), c.value) for c in codes or ())]
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(fn).parameters
+
+
 def _classed(widget: w.DOMWidget, name: str) -> w.DOMWidget:
     """Tag a control with a stable CSS class (``ms-<name>``): what the browser test and styles select on."""
     widget.add_class(f"ms-{name}")
@@ -58,7 +72,11 @@ class TriageWidget:
     store
         A :class:`market_surveillance.store.Store`; every read and write goes through it.
     actor
-        Who acts, recorded in every audit row (editable in the widget).
+        Who acts, recorded in every audit row (editable in the widget). No default: on SQLite actions are
+        refused until it is filled in; on PostgreSQL an empty box means the database session user.
+    run
+        The run (:func:`market_surveillance.dashboard.load_run`) whose tables the drill-down reads; without
+        it the widget is the queue and the case panel only.
 
     Attributes
     ----------
@@ -68,7 +86,7 @@ class TriageWidget:
         The ipywidgets container (the object itself displays it in a notebook).
     """
 
-    def __init__(self, store: Any, *, actor: str = "analyst", run: Any | None = None):
+    def __init__(self, store: Any, *, actor: str | None = None, run: Any | None = None):
         self.store = store
         self.run = run
         self.case_id: str | None = None
@@ -77,7 +95,9 @@ class TriageWidget:
         self.tables: dict[str, pd.DataFrame] = {}
         everything = store.alerts().to_pandas()
         wide = w.Layout(width="98%")
-        self.actor = _classed(w.Text(value=actor, description="actor"), "actor")
+        self.actor = _classed(
+            w.Text(value=actor or "", placeholder="your name (required)", description="actor"), "actor"
+        )
         self.rule = _classed(
             w.Dropdown(options=_options(everything["rule_name"]), description="rule"), "rule"
         )
@@ -123,6 +143,8 @@ class TriageWidget:
         self.status = _classed(w.Dropdown(options=_ACTIVE, description="status"), "status")
         self.status_button = _classed(w.Button(description="Set status"), "set-status")
         self.resolution = _classed(w.Dropdown(options=_CLOSE_AS, description="close as"), "resolution")
+        # reason code recorded with the verdict on close, when the store keeps verdicts
+        self.reason = _classed(w.Dropdown(options=_reason_options(), description="reason"), "reason")
         self.close_button = _classed(w.Button(description="Close case", button_style="warning"), "close")
         self.message = _classed(w.HTML(), "message")
         self.case_view = _classed(w.HTML(), "case-view")
@@ -172,7 +194,8 @@ class TriageWidget:
                     self.case_pick,
                     w.HBox([self.assignee, self.assign_button]),
                     w.HBox([self.comment_text, self.comment_button]),
-                    w.HBox([self.status, self.status_button, self.resolution, self.close_button]),
+                    w.HBox([self.status, self.status_button]),
+                    w.HBox([self.resolution, self.reason, self.close_button]),
                     self.message,
                     self.case_view,
                     *drill,
@@ -343,6 +366,11 @@ class TriageWidget:
         color = "#b00" if error else "#060"
         self.message.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
+    def _actor(self) -> str | None:
+        # no made-up default: an empty box is None, which the store refuses on SQLite and turns into the
+        # database session user on PostgreSQL
+        return self.actor.value.strip() or None
+
     def _act(self, what: str, call: Callable[[], Any]) -> bool:
         """Run one store call; a refused action is shown to the analyst instead of raising in the callback."""
         try:
@@ -378,7 +406,7 @@ class TriageWidget:
                 self.store.open_case(
                     title,
                     alert_ids,
-                    self.actor.value,
+                    self._actor(),
                     priority=self.priority.value,
                     comment=self._comment(),
                 )
@@ -397,7 +425,7 @@ class TriageWidget:
             case_id = self.case_id
             self._act(
                 f"add {len(alert_ids)} alert(s)",
-                lambda: self.store.add_alerts(case_id, alert_ids, self.actor.value, self._comment()),
+                lambda: self.store.add_alerts(case_id, alert_ids, self._actor(), self._comment()),
             )
 
     def on_pick_case(self, change: Any = None) -> None:
@@ -411,14 +439,14 @@ class TriageWidget:
             self._act(
                 "assign",
                 lambda: self.store.assign(
-                    case_id, self.assignee.value.strip(), self.actor.value, self._comment()
+                    case_id, self.assignee.value.strip(), self._actor(), self._comment()
                 ),
             )
 
     def on_comment(self, event: Any = None) -> None:
         if self._need_case():
             case_id, text = self.case_id, self.comment_text.value
-            if self._act("comment", lambda: self.store.comment(case_id, text, self.actor.value)):
+            if self._act("comment", lambda: self.store.comment(case_id, text, self._actor())):
                 self.comment_text.value = ""
 
     def on_set_status(self, event: Any = None) -> None:
@@ -426,7 +454,7 @@ class TriageWidget:
             case_id, status = self.case_id, self.status.value
             if self._act(
                 f"status → {status}",
-                lambda: self.store.set_status(case_id, status, self.actor.value, self._comment()),
+                lambda: self.store.set_status(case_id, status, self._actor(), self._comment()),
             ):
                 self.comment_text.value = ""
 
@@ -434,9 +462,14 @@ class TriageWidget:
         """Close as false positive or reported; the comment box holds the (required) reason."""
         if self._need_case():
             case_id, resolution = self.case_id, self.resolution.value
+            kw = (
+                {"reason": self.reason.value}
+                if self.reason.value and _accepts(self.store.close, "reason")
+                else {}
+            )
             if self._act(
                 f"close as {resolution}",
-                lambda: self.store.close(case_id, resolution, self.actor.value, self.comment_text.value),
+                lambda: self.store.close(case_id, resolution, self._actor(), self.comment_text.value, **kw),
             ):
                 self.comment_text.value = ""
 
