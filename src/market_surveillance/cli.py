@@ -435,6 +435,36 @@ from market_surveillance.store.cli_audit import store_app  # noqa: E402  (also a
 app.add_typer(store_app, name="store")
 
 
+@alerts_app.command("report")
+def alerts_report(
+    alert_id: Annotated[str, typer.Argument(help="alert id (or a unique prefix, as the queue shows it)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    data: Annotated[
+        Path,
+        typer.Option(envvar="MS_DATA_DIR", help="run folder with the canonical tables (make demo: data/)"),
+    ] = Path("data"),
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="MS_STORE_URL", help="store URL (default sqlite:///<data>/alerts.sqlite)"
+        ),
+    ] = None,
+) -> None:
+    """Write one alert as a self-contained HTML page: charts, evidence, book replay, accounts, cases."""
+    from market_surveillance.dashboard.report import write_alert_report
+
+    url = db or f"sqlite:///{data / 'alerts.sqlite'}"
+    if not data.is_dir():
+        _fail(f"run folder {data} does not exist (give --data, or run `make demo` first)")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        _fail(f"store {url} does not exist (give --db)")
+    try:
+        path = write_alert_report(alert_id, out, data, url)
+    except (KeyError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
+    console.print(f"wrote {path}", highlight=False)
+
+
 @app.command("import")
 def import_(
     fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | binance | canonical")],
