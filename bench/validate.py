@@ -131,6 +131,11 @@ def main() -> None:
     print(f"{args.rows:,} trades, {path.stat().st_size / 2**20:.0f} MiB Parquet")
     secs, found = engine(path)
     print(f"engine  clean: {secs:.2f}s ({args.rows / secs:,.0f} rows/s), reports {found}")
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    con.execute(f"SELECT count(*) FROM (SELECT trade_id FROM read_parquet('{path}') GROUP BY ALL HAVING count(*) > 1)")
+    con.fetchall()
+    print(f"        of which the duplicate-id group-by alone: {time.perf_counter() - t0:.2f}s")
     print(f"engine  dirty sample reports: {engine(path.with_name('dirty.parquet'))[1]}")
     if not args.skip_pandera:
         secs, found = pandera(path)
