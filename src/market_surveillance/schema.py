@@ -511,8 +511,11 @@ def truncated_last_line(path: Path) -> tuple[int, int] | None:
         f.seek(0)
         head = f.readline()
     last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
-    n_head = len(next(csv.reader([head.decode("utf-8-sig", "replace").strip("\r\n")]), []))
-    n_last = len(next(csv.reader([last.strip("\r")]), []))
+    try:
+        n_head = len(next(csv.reader([head.decode("utf-8-sig", "replace").strip("\r\n")]), []))
+        n_last = len(next(csv.reader([last.strip("\r")]), []))
+    except csv.Error:  # not CSV at all: the reader reports that, not this check
+        return None
     return (n_last, n_head) if n_last < n_head else None
 
 
