@@ -26,7 +26,8 @@ ALERT_SCHEMA = pa.schema(
         pa.field("accounts", pa.list_(pa.string())),
         pa.field("window_start", TS, nullable=False),
         pa.field("window_end", TS, nullable=False),
-        # event time of the data when the decision could first be made (never before the last evidence)
+        # event time of the data when the alert was first decidable: the rule's decision on the data up to
+        # that moment (an episode that goes on keeps it while its window_end grows); never before window_start
         pa.field("detected_at", TS, nullable=False),
         pa.field("score", pa.float64(), nullable=False),
         pa.field("metric", pa.string(), nullable=False),
@@ -38,7 +39,8 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 
-#: Columns a rule's ``candidates`` expression must return (``detected_at`` is optional: window_end).
+#: Columns a rule's ``candidates`` expression must return. ``detected_at`` is optional (timestamp or int64
+#: microseconds since epoch): the event time of the episode's first decision; without it, window_end.
 CANDIDATE_COLUMNS = (
     "asset",
     "venue",
@@ -67,12 +69,14 @@ class AlertSource(Protocol):
 
 
 def alert_id(
-    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any
+    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any = None
 ) -> str:
-    """Deterministic id: hash of rule, entity (asset, venue, accounts) and window."""
-    key = "|".join(
-        [rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start), str(end)]
-    )
+    """Deterministic id: hash of rule, entity (asset, venue, accounts) and the episode's start.
+
+    ``end`` is not part of the identity: an episode that goes on (a later micro-batch of an online run, a
+    longer file) keeps its id and is updated in place instead of being raised again.
+    """
+    key = "|".join([rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start)])
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -99,8 +103,12 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
     ws = raw["window_start"].cast(TS)
     we = raw["window_end"].cast(TS)
     if "detected_at" in raw.column_names:
-        # a decision is never earlier than the evidence it used
-        det = pc.max_element_wise(pc.fill_null(raw["detected_at"].cast(TS), we), we)
+        d = raw["detected_at"]
+        # compared as int64 microseconds (Arrow has no element-wise max over zoned timestamps)
+        d_us = d.cast(pa.int64()) if pa.types.is_integer(d.type) else d.cast(TS).cast(pa.int64())
+        we_us, ws_us = we.cast(pa.int64()), ws.cast(pa.int64())
+        # the first decision of an episode cannot precede the episode's own start
+        det = pc.max_element_wise(pc.fill_null(d_us, we_us), ws_us).cast(TS)
     else:
         det = we
     assets = raw["asset"].cast(pa.string()).to_pylist()

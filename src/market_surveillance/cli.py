@@ -165,8 +165,16 @@ def detect(
     data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
     out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="canonical | ccxt | tardis | lobster")] = "canonical",
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
+    ] = "canonical",
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
+    orderbook: Annotated[
+        Path | None,
+        typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
+    ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
     ] = None,
@@ -212,6 +220,8 @@ def detect(
         from market_surveillance.io.canonical import MEMORY_LIMIT_ENV
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
+    if orderbook is not None:
+        _check_lobster_book(data, orderbook, fmt, date, out)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -256,6 +266,103 @@ def detect(
         console.print(f"run {run_id} recorded in {db}")
 
 
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
+    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+    import pyarrow.parquet as pq
+
+    from market_surveillance.io.lobster_book import check_book, orderbook_features
+    from market_surveillance.schema import SchemaError
+
+    if fmt != "lobster":
+        _fail("--orderbook goes with --format lobster (a LOBSTER orderbook file)")
+    try:
+        result = check_book(data, orderbook, date=date)
+        feats = orderbook_features(data, orderbook, date=date)
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.line(), highlight=False)
+    if result.seeded_levels:
+        console.print(
+            f"  ({result.seeded_levels} price levels of orders resting from before the file, seen only in "
+            "the orderbook's first row, were seeded)",
+            highlight=False,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / "lobster_book.parquet"
+    pq.write_table(feats, path)
+    console.print(f"{feats.num_rows:,} book states (best bid/ask, depth, imbalance) written to {path}")
+
+
+@app.command()
+def watch(
+    data: Annotated[Path, typer.Option(help="file or folder to replay, or the folder to tail with --follow")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance (as detect)")
+    ] = "canonical",
+    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    speed: Annotated[str, typer.Option(help="max (as fast as possible) or N× real time, e.g. 60")] = "max",
+    step: Annotated[str, typer.Option(help="micro-batch step in event time, e.g. 5s, 500ms, 1m")] = "5s",
+    out: Annotated[Path | None, typer.Option(help="alerts file (Parquet, or .csv), rewritten as decided")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL (alerts + watermark; a restart resumes)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding params")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="live: keep tailing the folder for new parts")] = False,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="with --follow: stop after this many seconds without a new part")
+    ] = None,
+) -> None:
+    """Online surveillance: replay or tail a source in micro-batches; alerts decided as the data arrives."""
+    from market_surveillance.online import parse_duration
+    from market_surveillance.online import watch as run_watch
+    from market_surveillance.rules.config import ConfigError, build_rules, load_config
+    from market_surveillance.schema import SchemaError
+
+    if not data.exists():
+        _fail(f"{data}: no such file or folder")
+    if out is None and db is None:
+        _fail("give --out and/or --db: decided alerts must go somewhere")
+    try:
+        parse_duration(step)
+        spd = None if speed == "max" else float(speed)
+        if spd is not None and not spd > 0:
+            raise ValueError
+    except ValueError as exc:
+        _fail(str(exc) if str(exc) else f"--speed {speed!r}: use max or a positive number")
+    try:
+        rules = build_rules(load_config(config), source=str(config or "defaults"))
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    def on_batch(stats, changed) -> None:  # type: ignore[no-untyped-def]
+        import datetime as dt
+
+        for r in changed:
+            delay = (r["detected_at"] - r["window_start"]).total_seconds()
+            console.print(
+                f"{dt.datetime.fromtimestamp(stats.now_us / 1e6, dt.UTC):%Y-%m-%d %H:%M:%S} "
+                f"{r['rule_id']} {r['rule_name']} {r['asset'] or '-'} {','.join(r['accounts'] or [])} "
+                f"decided {r['detected_at']:%H:%M:%S} ({delay:.0f} s after start) value={r['value']:.4g}"
+            )
+
+    try:
+        result = run_watch(
+            data, rules, fmt=fmt, date=date, step=step, speed=spd, follow=follow,
+            idle_timeout_s=idle_timeout, out=out, db=db, config_path=config, on_batch=on_batch,
+        )
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    lat = sorted(b.seconds for b in result.batches)
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+    resumed = ""
+    if result.resumed_from is not None:
+        import datetime as dt
+
+        resumed = f", resumed after {dt.datetime.fromtimestamp(result.resumed_from / 1e6, dt.UTC):%Y-%m-%d %H:%M:%S}"
+    console.print(
+        f"{result.stopped}: {result.events:,} events in {len(result.batches)} micro-batches{resumed}, "
+        f"{len(result.alerts)} alerts, p99 batch {p99:.2f} s, late events {result.late_events}"
+    )
+
+
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="canonical data folder holding labels")],
@@ -283,10 +390,12 @@ app.add_typer(cases_app, name="cases")
 
 @app.command("import")
 def import_(
-    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | canonical")],
+    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | binance | canonical")],
     src: Annotated[Path, typer.Argument(help="source file or folder")],
     out: Annotated[Path, typer.Option(help="canonical folder to write (<table>.parquet)")],
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
     venue: Annotated[
         str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")
     ] = None,

@@ -37,6 +37,8 @@ class DetectResult:
     ml_scores: Any = None
     #: per input table: rows read, accepted and quarantined (adapters fill it)
     input_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the rules that ran, with the params they ran with (what the store records as rule_versions)
+    rules: list[Rule] = field(default_factory=list)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [r.__dict__.copy() for r in self.runs]
@@ -52,6 +54,7 @@ def run_rules(
     """Run each rule that can run on the data; rules that cannot are recorded as skipped with why."""
     results: list[pa.Table] = []
     runs: list[RuleRun] = []
+    ran: list[Rule] = []
     result_scores = None
     for rule in rules:
         if on_rule is not None:
@@ -62,15 +65,16 @@ def run_rules(
         )
         if reason is None:
             start = time.perf_counter()
-            alerts = rule.run(tables)
+            out = rule.execute(tables)
             run.seconds = time.perf_counter() - start
-            run.alerts = alerts.num_rows
-            results.append(alerts)
-            if getattr(rule, "scores_", None) is not None:
-                result_scores = rule.scores_
+            run.alerts = out.alerts.num_rows
+            results.append(out.alerts)
+            if "ml_scores" in out.side:
+                result_scores = out.side["ml_scores"]
+            ran.append(rule)
         runs.append(run)
     alerts = pa.concat_tables(results) if results else ALERT_SCHEMA.empty_table()
-    return DetectResult(alerts, runs, ml_scores=result_scores)
+    return DetectResult(alerts, runs, ml_scores=result_scores, rules=ran)
 
 
 def open_input(

@@ -199,8 +199,27 @@ LABELS = TableSpec(
     description="ground truth of injected scenarios (synthetic data only)",
 )
 
+BOOK = TableSpec(
+    "book",
+    (
+        Column("ts", TS, description="time the level changed, UTC, microseconds"),
+        Column("venue", pa.string()),
+        Column("asset", pa.string()),
+        Column("side", pa.string(), choices=_choices(Side), description="buy = bid level, sell = ask level"),
+        Column("price", pa.float64(), positive=True, description="price of the level"),
+        Column(
+            "qty",
+            pa.float64(),
+            non_negative=True,
+            description="resting quantity at the level after the change (0: the level is gone)",
+        ),
+        Column("seq", pa.int64(), description="order of changes within one timestamp (later wins)"),
+    ),
+    description="level-based (L2) order book changes, from feeds without order ids (Tardis)",
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (TRADES, ORDERS, ACCOUNTS, NETWORK, POSITIONS, ASSETS, LABELS)
+    spec.name: spec for spec in (TRADES, ORDERS, ACCOUNTS, NETWORK, POSITIONS, ASSETS, LABELS, BOOK)
 }
 
 
@@ -817,7 +836,7 @@ def _utc_connection() -> duckdb.DuckDBPyConnection:
 
 
 #: tables ``detect`` reads; ``labels`` is ground truth for ``evaluate`` only
-DETECT_TABLES = tuple(name for name in ("trades", "orders", "accounts", "network", "positions", "assets"))
+DETECT_TABLES = ("trades", "orders", "accounts", "network", "positions", "assets", "book")
 
 
 def validate_dir(

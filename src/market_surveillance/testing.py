@@ -189,3 +189,41 @@ def public_book_flow(
             else:
                 od.append({**base, "ts": end, "event": "cancel", "price": price, "qty": qty})
     return od, tr
+
+
+def lobster_orderbook_lines(
+    messages: Iterable[str],
+    levels: int,
+    resting: Iterable[tuple[int, int, int, int]] = (),
+) -> list[str]:
+    """LOBSTER orderbook rows for message lines, from a plain per-order reconstruction (test fixtures).
+
+    Independent of :mod:`market_surveillance.book` on purpose (a dict of live orders, no SQL), so a book
+    check against its output tests that module. ``resting`` are ``(order_id, size, price, direction)`` of
+    orders live before the first message; messages about unknown orders change nothing. Types 5-7 leave
+    the book as it was, as LOBSTER documents.
+    """
+    live: dict[int, list[int]] = {oid: [size, price, d] for oid, size, price, d in resting}
+    out: list[str] = []
+    for line in messages:
+        fields = line.lstrip("\ufeff").strip().split(",")
+        typ, oid, size, price, d = (int(x) for x in fields[1:6])
+        if typ == 1:
+            live[oid] = [size, price, d]
+        elif typ in (2, 4) and oid in live:
+            live[oid][0] -= size
+            if live[oid][0] <= 0:
+                del live[oid]
+        elif typ == 3:
+            live.pop(oid, None)
+        depth: dict[tuple[int, int], int] = {}
+        for sz, px, dd in live.values():
+            depth[(dd, px)] = depth.get((dd, px), 0) + sz
+        asks = sorted((px, q) for (dd, px), q in depth.items() if dd == -1)
+        bids = sorted(((px, q) for (dd, px), q in depth.items() if dd == 1), reverse=True)
+        row: list[int] = []
+        for k in range(levels):
+            row += list(asks[k]) if k < len(asks) else [9_999_999_999, 0]
+            row += list(bids[k]) if k < len(bids) else [-9_999_999_999, 0]
+        out.append(",".join(map(str, row)))
+    return out

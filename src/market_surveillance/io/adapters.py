@@ -347,7 +347,7 @@ TRADE_LABELS = {
 
 
 def _trades_source(
-    src: Path, fmt: str, venue: str | None, quarantine: bool, limits: Limits | None
+    src: Path | list[Path], fmt: str, venue: str | None, quarantine: bool, limits: Limits | None
 ) -> tuple[duckdb.DuckDBPyConnection, Screened, int]:
     """Map every file to canonical trade columns (as text) and run the validation engine over them all.
 
@@ -356,7 +356,7 @@ def _trades_source(
     selects: list[str] = []
     truncs: list[RowCheck] = []
     exts = (".csv", ".json", ".jsonl", ".ndjson", ".gz") if fmt == "ccxt" else (".csv", ".gz")
-    for k, path in enumerate(_files(src, exts)):
+    for k, path in enumerate(src if isinstance(src, list) else _files(src, exts)):
         raw = f"raw{k}"
         _raw_view(con, path, raw)
         cut = truncation_check(path) if path.suffix.lower() == ".csv" else None
@@ -384,8 +384,8 @@ def _trades_source(
             kind = _tardis_kind(cols, path)
             if kind is not None:
                 raise InputError(
-                    f"{path}: a Tardis {kind} file; only Tardis trades files are supported "
-                    "(exchange, symbol, timestamp, local_timestamp, id, side, price, amount)"
+                    f"{path}: a Tardis {kind} file; supported Tardis data types: trades, "
+                    "incremental_book_L2, book_snapshot_25 and book_snapshot_5"
                 )
             _require_columns(
                 con, raw, ("exchange", "symbol", "timestamp", "id", "side", "price", "amount"), str(path)
@@ -537,13 +537,15 @@ def _lobster(
         "CAST(__oid AS VARCHAR) AS order_id"
     )
     orders_sql = (
+        "SELECT * EXCLUDE (__seq) FROM ("
         f"SELECT {prefix} || CAST(__row AS VARCHAR) AS event_id, CAST(__ts AS TIMESTAMPTZ) AS ts, {cols}, "
-        f"{ev} AS event, {side} AS side, CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty "
-        f"FROM {good} WHERE __type BETWEEN 1 AND 4 "
+        f"{ev} AS event, {side} AS side, CAST(price AS DOUBLE) / 10000 AS price, CAST(size AS DOUBLE) AS qty, "
+        f"__row AS __seq FROM {good} WHERE __type BETWEEN 1 AND 4 "
         f"UNION ALL SELECT {prefix} || 'pre:' || CAST(__oid AS VARCHAR) AS event_id, "
         f"CAST((SELECT min(__ts) FROM {good}) AS TIMESTAMPTZ) AS ts, {cols}, 'new' AS event, "
         f"arg_min({side}, __row) AS side, arg_min(CAST(price AS DOUBLE), __row) / 10000 AS price, "
-        f"sum(CAST(size AS DOUBLE)) AS qty FROM {good} WHERE {pre} GROUP BY __oid"
+        f"sum(CAST(size AS DOUBLE)) AS qty, 0 AS __seq FROM {good} WHERE {pre} GROUP BY __oid"
+        ") ORDER BY ts, __seq, order_id"
     )
     oid = "CASE WHEN __oid > 0 THEN CAST(__oid AS VARCHAR) END"
     trades_sql = (
@@ -616,13 +618,21 @@ def read_source(
         return con.sql(sql).to_arrow_table()
 
     if fmt in ("ccxt", "tardis"):
-        con, s, out_of_order = _trades_source(src, fmt, venue, quarantine, limits)
-        if s.problems:
-            raise SchemaError(s.problems)
-        tab = fetch(con, cast_select_sql(TABLES["trades"], s.types, s.relation) + " ORDER BY ts, trade_id")
-        tables["trades"] = tab
-        counts["trades"] = _count(s, tab.num_rows, out_of_order=out_of_order)
-        write_quarantine(qdir, "trades", [s.bad_rows] if s.bad_rows is not None else [])
+        trade_src: Path | list[Path] = src
+        if fmt == "tardis":  # a Tardis folder may hold trades and order-book files side by side
+            from market_surveillance.io.tardis_book import read_tardis_book, split_tardis
+
+            trade_src, book_files = split_tardis(src)
+            if book_files:
+                tables["book"], counts["book"] = read_tardis_book(book_files, venue=venue)
+        if trade_src:
+            con, s, out_of_order = _trades_source(trade_src, fmt, venue, quarantine, limits)
+            if s.problems:
+                raise SchemaError(s.problems)
+            tab = fetch(con, cast_select_sql(TABLES["trades"], s.types, s.relation) + " ORDER BY ts, trade_id")
+            tables["trades"] = tab
+            counts["trades"] = _count(s, tab.num_rows, out_of_order=out_of_order)
+            write_quarantine(qdir, "trades", [s.bad_rows] if s.bad_rows is not None else [])
     elif fmt == "binance":
         from market_surveillance.io.binance import read_binance
 

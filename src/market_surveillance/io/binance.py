@@ -16,8 +16,8 @@ aggTrades  ``agg_trade_id, price, quantity, first_trade_id, last_trade_id, trans
 * ``time`` is milliseconds since the epoch (UTC); Binance switched spot dumps to microseconds in 2025, so
   values from 10¹⁴ up are read as microseconds.
 * ``isBuyerMaker`` true means the resting order was the buy, so the taker (aggressor) sold.
-* The market comes from the file name: ``NULSBTC`` → ``NULS-BTC`` using :data:`QUOTE_ASSETS` (longest
-  quote suffix wins); ``--asset`` overrides it for a renamed file.
+* The market comes from the file name: ``NULSBTC`` → ``NULS-BTC`` by the quote currencies every adapter
+  knows (:data:`market_surveillance.io.adapters.QUOTES`); ``--asset`` overrides it for a renamed file.
 * A folder may hold a month of dailies, the monthly file, or both: rows that appear in several files are
   the same trade; exact repeats are removed and counted (``duplicates_removed``), while one trade id
   carrying different values in two files is a bad row (rejected, or quarantined with ``--quarantine``).
@@ -36,15 +36,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from market_surveillance.io.adapters import QUOTES, asset_name
 from market_surveillance.schema import Problem, SchemaError
-
-#: Quote assets Binance lists spot pairs against (longest suffix wins: ``BTCUSDT`` → ``BTC-USDT``).
-QUOTE_ASSETS = (
-    "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "PAX", "USDS", "DAI", "UST", "VAI", "AEUR", "EURI",
-    "BTC", "ETH", "BNB", "XRP", "TRX", "DOGE", "DOT", "SOL",
-    "EUR", "GBP", "AUD", "TRY", "BRL", "RUB", "UAH", "NGN", "ZAR", "PLN", "RON", "ARS", "JPY", "MXN",
-    "COP", "CZK", "IDRT", "BIDR", "BKRW", "BVND", "IDR",
-)  # fmt: skip
 
 _NAME = re.compile(
     r"^(?P<symbol>[A-Z0-9]+)-(?P<kind>trades|aggTrades)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)$", re.IGNORECASE
@@ -70,14 +63,13 @@ def market_of_symbol(symbol: str) -> str:
 
     Raises ``ValueError`` when no known quote asset ends the symbol.
     """
-    s = symbol.strip().upper()
-    for quote in sorted(QUOTE_ASSETS, key=len, reverse=True):
-        if s.endswith(quote) and len(s) > len(quote):
-            return f"{s[: -len(quote)]}-{quote}"
-    raise ValueError(
-        f"{symbol!r}: cannot tell base from quote asset (known quotes: {', '.join(QUOTE_ASSETS)}); "
-        "pass --asset BASE-QUOTE"
-    )
+    market = asset_name(symbol, split_concatenated=True)
+    if "-" not in market:
+        raise ValueError(
+            f"{symbol!r}: cannot tell base from quote asset (known quotes: {', '.join(QUOTES)}); "
+            "pass --asset BASE-QUOTE"
+        )
+    return market
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from market_surveillance.schema import (
     register_dir,
 )
 
-TIMED = ("trades", "orders")
+TIMED = ("trades", "orders", "book")
 
 
 def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:

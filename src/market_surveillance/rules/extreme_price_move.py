@@ -120,6 +120,7 @@ class ExtremePriceMove(Rule):
     threshold_param = "sigma"
     Params = ExtremePriceMoveParams
     requires = ("trades",)
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
         tr = trailing_price_stats(t["trades"], p.window_s)
@@ -133,6 +134,7 @@ class ExtremePriceMove(Rule):
             n_up=hits.up.cast("int64").sum(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
         g = with_asset_venue(g, t["trades"])

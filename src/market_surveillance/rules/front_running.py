@@ -65,6 +65,8 @@ class FrontRunning(Rule):
     Params = FrontRunningParams
     requires = ("trades",)
     needs_trade_accounts = True
+    # the size reference is the median notional of the data in view (a day): see docs/online.md
+    lookback = ("lead_s", "exit_s", 86_400)
 
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
@@ -129,6 +131,7 @@ class FrontRunning(Rule):
             value=hits.profit_bps.max(),
             window_start=hits.first.min(),
             window_end=hits.last.max(),
+            detected_at=hits.big_us.min() + int(p.exit_s * US),
             evidence_trade_ids=hits.trade_ids.collect().flatten(),
             big_ids=hits.big_id.collect(),
         )
@@ -138,6 +141,7 @@ class FrontRunning(Rule):
             accounts=ibis.array([e.account_id]),
             window_start=e.window_start,
             window_end=e.window_end,
+            detected_at=e.detected_at,
             value=e.value,
             score=e.value / p.min_profit_bps,
             evidence_trade_ids=e.evidence_trade_ids.concat(e.big_ids),

@@ -15,7 +15,8 @@ class LevelMessageBurst(_Burst):
         ``burst_multiple`` times the median message count of the instrument's active (level, interval) pairs
         (and at least ``min_messages``), of which at most ``max_trade_share`` are executions. Neighbouring hit
         intervals of the same level make one alert. Needs order events, not accounts; it skips data with
-        account ids (MS009 names the account there).
+        account ids (MS009 names the account there). On level-based books (``book`` table) each level
+        change counts as a message.
     Why it is abusive
         Orders placed and cancelled again and again at one price ("flickering" quotes) flood the feed for
         that level without trading, misleading others about the depth there or slowing their view of it.

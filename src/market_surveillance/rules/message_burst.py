@@ -32,6 +32,15 @@ class MessageBurstParams(Params):
     episode_gap_s: int = param(60, low=1, doc="hit intervals further apart start a new episode, seconds")
 
 
+def _level_messages(book: ir.Table) -> ir.Table:
+    """Level changes of an L2 feed as messages: no order ids, no fills (trades are not in the book feed)."""
+    return book.select(
+        "venue", "asset", "side", "price", "ts", "ts_us",
+        event=ibis.literal("update"),
+        order_id=ibis.literal("level ") + book.side + " " + book.price.cast("string"),
+    )  # fmt: skip
+
+
 class _Burst(Rule):
     """Shared body of the market- and price-level message-burst rules."""
 
@@ -42,13 +51,17 @@ class _Burst(Rule):
     threshold_param = "burst_multiple"
     Params = MessageBurstParams
     requires = ("orders",)
+    #: also runs on the level-based ``book`` table (L2 feeds): each level change is a message
+    runs_on_levels: ClassVar[bool] = True
 
     def skip_reason(self, profile: DataProfile) -> str | None:
+        if "orders" not in profile.tables and "book" in profile.tables:
+            return None
         return skip_with_accounts(profile, super().skip_reason(profile), self.instead)
 
     def candidates(self, t: Tables, p: MessageBurstParams) -> ir.Table:
         keys = list(self.keys)
-        o = t["orders"]
+        o = t["orders"] if "orders" in t else _level_messages(t["book"])
         o = o.mutate(_b=bucket(o, p.bucket_s))
         per = o.group_by([*keys, "_b"]).aggregate(
             # instructions (new + cancel); fills are the venue's answer, counted as trades
@@ -113,7 +126,8 @@ class MessageBurst(_Burst):
         times the median message count of the instrument's active intervals (and at least
         ``min_messages``), of which at most ``max_trade_share`` are executions. Neighbouring hit intervals
         (within ``episode_gap_s``) make one alert. Needs order events, not accounts; it skips data with
-        account ids (MS009 names the account there).
+        account ids (MS009 names the account there). On level-based books (``book`` table, e.g. Tardis
+        ``incremental_book_L2``) each level change counts as a message.
     Why it is abusive
         Floods of orders and cancels that do not trade slow the venue's feed and other participants'
         reaction, to hide or profit from the sender's real orders ("quote stuffing"). EU MAR Annex II 3(a)/(b)

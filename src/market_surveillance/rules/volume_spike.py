@@ -83,6 +83,7 @@ class VolumeSpike(Rule):
     Params = VolumeSpikeParams
     requires = ("trades",)
     needs_trade_accounts = True
+    lookback = ("short_window_s", "long_window_s")
 
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
@@ -107,6 +108,7 @@ class VolumeSpike(Rule):
             asset=hits.asset.min(),
             n_assets=hits.asset.nunique(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
             recent=hits.recent.max(),
         )
@@ -127,6 +129,7 @@ class VolumeSpike(Rule):
             recent=ev.recent.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
         return e.select(
@@ -135,6 +138,7 @@ class VolumeSpike(Rule):
             accounts=ibis.array([e.account_id]),
             window_start=e.window_start,
             window_end=e.window_end,
+            detected_at=e.detected_at,
             value=e.value,
             score=e.value / p.ratio,
             evidence_trade_ids=e.evidence_trade_ids,

@@ -125,12 +125,16 @@ def alerts_list(
         "venue",
         "accounts",
         "window start",
+        "detected at",
+        "delay s",
         "score",
         "value",
         "threshold",
         "cases",
     )
     for r in shown.to_pylist():
+        det = r["detected_at"]  # NULL for alerts stored before migration 0002
+        delay = "" if det is None else f"{(det - r['window_start']).total_seconds():.0f}"
         table.add_row(
             r["alert_id"],
             r["rule_name"],
@@ -138,6 +142,8 @@ def alerts_list(
             r["venue"] or "",
             _short(r["accounts"]),
             _ts(r["window_start"]),
+            "" if det is None else _ts(det),
+            delay,
             f"{r['score']:.3g}",
             f"{r['value']:.4g}",
             f"{r['threshold']:.4g}",

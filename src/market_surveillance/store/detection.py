@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from market_surveillance.store.core import Store
 
 if TYPE_CHECKING:
     from market_surveillance.pipeline import DetectResult
+
+
+class RuleLike(Protocol):
+    """What the store records of a rule (the store does not import the rules package)."""
+
+    rule_id: str
+    name: str
+    params: Any
+    asset_params: Mapping[str, Any]
 
 
 def config_hash(config_path: str | Path | None) -> str:
@@ -18,11 +28,8 @@ def config_hash(config_path: str | Path | None) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def rule_versions(config_path: str | Path | None) -> dict[str, Any]:
-    """``{rule_id: {name, params, asset_params}}`` for every rule the config enables."""
-    from market_surveillance.rules.config import build_rules, load_config
-
-    rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
+def rule_versions(rules: Iterable[RuleLike]) -> dict[str, Any]:
+    """``{rule_id: {name, params, asset_params}}`` for the given rules (those a run actually ran)."""
     return {
         r.rule_id: {
             "name": r.name,
@@ -63,7 +70,7 @@ def record_detection(
             result.alerts,
             data_source=data_source,
             config_hash=config_hash(config_path),
-            rule_versions=rule_versions(config_path),
+            rule_versions=rule_versions(result.rules),
             rule_runs=rule_runs,
             input_counts=result.input_counts,
         )
