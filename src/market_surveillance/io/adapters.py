@@ -625,6 +625,11 @@ def read_source(
             trade_src, book_files = split_tardis(src)
             if book_files:
                 tables["book"], counts["book"] = read_tardis_book(book_files, venue=venue)
+                bcon = _connect()  # the book output passes the same engine as every source
+                bcon.register("tardis_book", tables["book"])
+                b = screen(bcon, TABLES["book"], "tardis_book", str(src), limits=limits)
+                if b.problems:
+                    raise SchemaError(b.problems)
         if trade_src:
             con, s, out_of_order = _trades_source(trade_src, fmt, venue, quarantine, limits)
             if s.problems:
