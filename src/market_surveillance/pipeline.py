@@ -122,6 +122,13 @@ def check_input(
 ) -> None:
     """Refuse an input that is empty (unless ``allow_empty``) or whose quarantined share of any table
     passes ``max_quarantined_share``: alerts on what is left would look complete and not be."""
+    for name, c in counts.items():
+        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
+        if n_in and n_q / n_in > max_quarantined_share:
+            raise InputError(
+                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
+                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
+            )
     if counts and not allow_empty:
         kept = sum(
             counts.get(t, {}).get("accepted", counts.get(t, {}).get("rows_out", 0))
@@ -131,13 +138,6 @@ def check_input(
             read = ", ".join(f"{k} {c['rows_in']:,} rows in" for k, c in counts.items() if "rows_in" in c)
             raise InputError(
                 f"empty input: no trades or order events accepted ({read}); --allow-empty to run anyway"
-            )
-    for name, c in counts.items():
-        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
-        if n_in and n_q / n_in > max_quarantined_share:
-            raise InputError(
-                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
-                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
             )
 
 
