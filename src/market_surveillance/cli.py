@@ -175,6 +175,12 @@ def detect(
         Path | None,
         typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="first UTC date YYYY-MM-DD of date-partitioned tables to read")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="last UTC date YYYY-MM-DD of date-partitioned tables to read")
+    ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
     ] = None,
@@ -244,6 +250,8 @@ def detect(
                 max_quarantined_share=max_quarantined / 100,
                 allow_empty=allow_empty,
                 on_input=_print_counts,
+                since=_day(since, "--since"),
+                until=_day(until, "--until"),
             )
         except Exception as exc:
             prog.stop()
@@ -264,6 +272,17 @@ def detect(
 
         run_id = record_detection(db, result, data_source=str(data), config_path=config)
         console.print(f"run {run_id} recorded in {db}")
+
+
+def _day(text: str | None, option: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
 
 
 def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
