@@ -162,7 +162,19 @@ def _limits(ts_min: str | None, ts_max: str | None):  # type: ignore[no-untyped-
 
 @app.command()
 def detect(
-    data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="canonical data folder, a source file/folder with --format, or a database URL "
+            "(postgresql+psycopg://user@host/db) holding the canonical tables"
+        ),
+    ],
+    db_schema: Annotated[
+        str, typer.Option(help="database URL: schema holding the canonical tables")
+    ] = "public",
+    table_prefix: Annotated[
+        str, typer.Option(help="database URL: prefix of the canonical table names (e.g. ms_)")
+    ] = "",
     out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
     fmt: Annotated[
@@ -212,10 +224,11 @@ def detect(
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.alerts import write_alerts
+    from market_surveillance.io.database import display_source, is_database_url
     from market_surveillance.pipeline import detect_source
     from market_surveillance.rules.registry import all_rules
 
-    if not data.exists():
+    if not is_database_url(data) and not Path(data).exists():
         _fail(f"{data}: no such file or folder")
     if not 0 <= max_quarantined <= 100:
         _fail(f"--max-quarantined is a percentage in [0, 100], got {max_quarantined}")
@@ -227,7 +240,7 @@ def detect(
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
     if orderbook is not None:
-        _check_lobster_book(data, orderbook, fmt, date, out)
+        _check_lobster_book(Path(data), orderbook, fmt, date, out)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -252,6 +265,8 @@ def detect(
                 on_input=_print_counts,
                 since=_day(since, "--since"),
                 until=_day(until, "--until"),
+                db_schema=db_schema,
+                table_prefix=table_prefix,
             )
         except Exception as exc:
             prog.stop()
@@ -270,7 +285,7 @@ def detect(
     if db is not None:
         from market_surveillance.store import record_detection
 
-        run_id = record_detection(db, result, data_source=str(data), config_path=config)
+        run_id = record_detection(db, result, data_source=display_source(data), config_path=config)
         console.print(f"run {run_id} recorded in {db}")
 
 

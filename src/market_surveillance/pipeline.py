@@ -154,11 +154,15 @@ def detect_source(
     on_input: Callable[[dict[str, dict[str, int]]], None] | None = None,
     since: dt.date | None = None,
     until: dt.date | None = None,
+    db_schema: str = "public",
+    table_prefix: str = "",
 ) -> DetectResult:
     """Open (and validate) a data source and run every configured rule.
 
     ``since``/``until`` (UTC dates, inclusive) select the partitions of date-partitioned canonical tables
-    (``trades/date=YYYY-MM-DD/*.parquet``); other partitions are never read.
+    (``trades/date=YYYY-MM-DD/*.parquet``); other partitions are never read. ``data`` may be a PostgreSQL
+    URL holding the canonical tables (in ``db_schema``, names prefixed by ``table_prefix``), see
+    :mod:`market_surveillance.io.database`; the window is then applied by the server.
 
     ``fmt="canonical"`` reads a canonical data folder; other formats go through the adapters in
     :mod:`market_surveillance.io`. ``engine`` is ``duckdb`` (default, or ``$MS_ENGINE``) or ``spark``.
@@ -169,6 +173,12 @@ def detect_source(
 
     engine = engine or os.environ.get("MS_ENGINE", "duckdb")
     rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
+    from market_surveillance.io.database import is_database_url, stream_to_folder
+
+    if is_database_url(data):
+        if fmt != "canonical":
+            raise InputError("a database URL holds canonical tables: leave --format at canonical")
+        data = stream_to_folder(str(data), schema=db_schema, prefix=table_prefix, since=since, until=until)
     with date_window(since, until):
         src = open_input(
             data,
