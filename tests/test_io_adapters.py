@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from market_surveillance.io.adapters import asset_name, open_source, read_source
+from market_surveillance.schema import TRADES as TRADES_SPEC
 from market_surveillance.schema import InputError, SchemaError
 from market_surveillance.testing import orders, trades
 
@@ -421,3 +422,100 @@ def test_io_cli_import_bad_row_exit_2(tmp_path):
     p.write_text("symbol,timestamp,datetime,side,price,amount\nA/B,1600000000000,x,buy,-1,2\n")
     res = CliRunner().invoke(app, ["import", "ccxt", str(p), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "price" in res.output
+
+
+def test_io_detect_ignores_labels_unknown_typology_and_broken_lists(tmp_path):
+    from market_surveillance.pipeline import detect_source
+
+    pq.write_table(trades([{"ts": i} for i in range(5)]), tmp_path / "trades.parquet")
+    (tmp_path / "labels.csv").write_text(
+        "scenario_id,typology,asset,venue,accounts,start_ts,end_ts\ns1,insider_dealing,X,,a;b,nope,nope\n"
+    )
+    res = detect_source(tmp_path)  # labels are evaluate's business: neither needed nor validated here
+    assert "labels" not in res.input_counts and res.input_counts["trades"]["accepted"] == 5
+
+
+def test_io_cli_detect_prints_counts_and_fails_over_quarantine_limit(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(
+        trades([{"ts": i, "price": -1.0 if i < 3 else 100.0} for i in range(10)]), d / "trades.parquet"
+    )
+    res = CliRunner().invoke(
+        app,
+        [
+            "detect",
+            "--data",
+            str(d),
+            "--out",
+            str(tmp_path / "a.parquet"),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ],
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "3 of 10 rows quarantined (30.0 %)" in res.output and "1 % limit" in res.output
+    # the input table is printed first: rows in / accepted / quarantined
+    assert "rows in" in res.output and "│ trades │ 10" in res.output
+    assert not (tmp_path / "a.parquet").exists()
+
+
+def test_io_cli_detect_header_only_is_error_unless_allowed(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trades.csv").write_text(",".join(c.name for c in TRADES_SPEC.columns) + "\n")
+    out = str(tmp_path / "a.parquet")
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", out])
+    assert res.exit_code == 2 and "empty input" in res.output
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", out, "--allow-empty"])
+    assert res.exit_code == 0, res.output
+
+
+def test_io_cli_detect_trade_dated_1970_rejected_not_alerted(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    t = trades([{"ts": i} for i in range(5)])
+    ts = t["ts"].to_pylist()
+    ts[2] = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    pq.write_table(t.set_column(1, "ts", pa.array(ts, t.schema.field("ts").type)), d / "trades.parquet")
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", str(tmp_path / "a.parquet")])
+    assert res.exit_code == 2 and "'ts': timestamp in 1970" in res.output and "rows 3" in res.output
+
+
+def test_io_cli_detect_corrupt_parquet_one_line(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(trades([{"ts": i} for i in range(5)]), d / "trades.parquet")
+    raw = (d / "trades.parquet").read_bytes()
+    (d / "trades.parquet").write_bytes(raw[:100] + b"\0" * 50 + raw[150:])
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", str(tmp_path / "a.parquet")])
+    assert (res.exit_code == 2 and "Traceback" not in res.output and res.exception is None) or isinstance(
+        res.exception, SystemExit
+    )
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and str(d / "trades.parquet") in lines[-1]
+
+
+def test_io_market_rule_alerts_carry_the_trades_venue():
+    from market_surveillance.io.canonical import from_arrow
+    from market_surveillance.rules.extreme_price_move import ExtremePriceMove
+
+    def run(venues: list[str]):  # type: ignore[no-untyped-def]
+        rows = [{"ts": i, "price": 100.0 + 0.01 * (i % 3), "venue": venues[i % len(venues)]} for i in range(80)]
+        rows.append({"ts": 80, "price": 130.0, "venue": venues[0]})
+        _, tables, _ = from_arrow({"trades": trades(rows)})
+        return ExtremePriceMove().run(tables)
+
+    one = run(["binance"])
+    assert one.num_rows >= 1 and set(one["venue"].to_pylist()) == {"binance"}
+    # an asset traded on two venues: the alert judges both tapes, so it names none
+    two = run(["binance", "kraken"])
+    assert two.num_rows >= 1 and set(two["venue"].to_pylist()) == {None}

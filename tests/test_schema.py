@@ -297,3 +297,27 @@ def test_labels_csv_bad_list_named(tmp_path):
     )
     with pytest.raises(SchemaError, match=r"'accounts': value not parseable as JSON array"):
         read_table(tmp_path, "labels")
+
+
+def test_finalize_alerts_nan_score_refused_not_stored_as_zero():
+    from market_surveillance.alerts import finalize_alerts
+    from market_surveillance.rules.registry import all_rules
+
+    rule = all_rules()[0]
+    raw = pa.table(
+        {
+            "asset": ["BTC-USD"],
+            "venue": ["EXA"],
+            "accounts": pa.array([[]], pa.list_(pa.string())),
+            "window_start": [at(0)],
+            "window_end": [at(5)],
+            "score": [float("nan")],
+            "value": [1.0],
+            "threshold": [1.0],
+            "evidence_trade_ids": pa.array([[]], pa.list_(pa.string())),
+            "evidence_order_ids": pa.array([[]], pa.list_(pa.string())),
+            "explanation": ["x"],
+        }
+    )
+    with pytest.raises(ValueError, match="non-finite score"):
+        finalize_alerts(rule, raw)

@@ -389,10 +389,22 @@ def row_checks(
         c = _q(col.name)
         dt_ = _duck_type(col.type)
         p = parse_sql(col, types[col.name])
+        actual = types[col.name].upper()
+        # a typed column (Parquet) cannot hold an unparseable value: its parse checks would cost a cast per row
+        typed = (
+            (dt_ == "TIMESTAMPTZ" and actual.startswith(("TIMESTAMP", "DATE")))
+            or (dt_ == "DOUBLE" and _is_numeric(actual))
+            or (dt_ == "VARCHAR[]" and actual.endswith("[]"))
+        )
         if not col.nullable:
-            blank = f" OR trim(CAST({c} AS VARCHAR)) = ''" if dt_ == "VARCHAR" else ""
-            checks.append(RowCheck(col.name, "missing value", f"({c} IS NULL{blank})"))
-        if dt_ == "TIMESTAMPTZ":
+            if dt_ == "VARCHAR":
+                # blank ids are missing too; the length test keeps trim() off ordinary values
+                txt = c if actual == "VARCHAR" else f"CAST({c} AS VARCHAR)"
+                missing = f"({c} IS NULL OR (length({txt}) < 4 AND trim({txt}) = ''))"
+            else:
+                missing = f"({c} IS NULL)"
+            checks.append(RowCheck(col.name, "missing value", missing))
+        if dt_ == "TIMESTAMPTZ" and not typed:
             checks.append(
                 RowCheck(
                     col.name,
@@ -402,7 +414,7 @@ def row_checks(
                     f"regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?[0-9]+([.][0-9]*)?([eE][0-9]+)?'))",
                 )
             )
-        if dt_ != "VARCHAR":
+        if dt_ != "VARCHAR" and not typed:
             what = "JSON array of strings" if dt_ == "VARCHAR[]" else dt_.lower()
             checks.append(
                 RowCheck(col.name, f"value not parseable as {what}", f"({c} IS NOT NULL AND {p} IS NULL)")
@@ -645,6 +657,25 @@ def screen(
     ``labels`` renames canonical columns to the source's own names in messages (ccxt ``amount`` for
     ``qty``); ``extra_checks`` are source-specific checks run first.
     """
+    try:
+        return _screen(
+            con, spec, relation_sql, file_label, limits, quarantine, extra_checks, labels, max_rows
+        )
+    except duckdb.Error as exc:  # a corrupt page, bytes that are no CSV, ...: one line naming the file
+        raise InputError(f"{file_label}: cannot read: {one_line(exc)}") from exc
+
+
+def _screen(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    relation_sql: str,
+    file_label: str,
+    limits: Limits | None,
+    quarantine: bool,
+    extra_checks: Sequence[RowCheck],
+    labels: Mapping[str, str] | None,
+    max_rows: int,
+) -> Screened:
     labels = dict(labels or {})
     tag = f"__ms{next(_counter)}"
     types = describe(con, relation_sql, file_label)
@@ -667,14 +698,13 @@ def screen(
 
     # 2. exact duplicates: a duplicate key is necessary for one, so a key-less scan settles the clean case
     cols = ", ".join(_q(c) for c in data_cols)
+    key_repeats = None  # rows repeating an earlier row's key (exact repeats included)
     if spec.key and all(k in types for k in spec.key):
         key = ", ".join(_q(k) for k in spec.key)
-        maybe = _scalar(
-            con, f"SELECT count(*) FROM (SELECT {key} FROM {src} GROUP BY ALL HAVING count(*) > 1)"
+        key_repeats = _scalar(
+            con, f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {key})"
         )
-    else:
-        maybe = 1
-    if maybe:
+    if key_repeats is None or key_repeats:
         out.duplicates = _scalar(
             con, f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {cols})"
         )
@@ -695,7 +725,11 @@ def screen(
     for i, ch in enumerate(checks):
         if not ch.window:
             continue
-        if ch.group_key:  # repeats of a key: a parallel group-by instead of the ordered window
+        if ch.group_key and key_repeats is not None and ch.group_key == spec.key:
+            # counted above with a parallel group-by; each exact repeat is also a key repeat
+            counts[i] = key_repeats - out.duplicates
+            continue
+        if ch.group_key:
             key = ", ".join(_q(k) for k in ch.group_key)
             sql = f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {src} GROUP BY {key})"
         else:
@@ -994,19 +1028,75 @@ def conform(name: str, table: pa.Table | Mapping[str, object]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=spec.arrow_schema)
 
 
+VALIDATION_MARKDOWN = """
+## Validation: one engine for every input
+
+`schema.screen` is the one validation engine. Every path runs it: a canonical folder (`detect --data DIR`,
+`import canonical`), every adapter (ccxt and Tardis map their columns to the canonical ones and are checked
+as such; LOBSTER's canonical output too), the Spark engine (DuckDB validates the files before Spark reads
+them) and `evaluate` (the labels table). `detect` reads trades, orders, accounts, network, positions and
+assets; it never reads or validates `labels` (ground truth is for `evaluate` only).
+
+Checks, per row: required column present; value parseable as the column type; no missing value in a
+non-null column (blank ids included); prices and quantities finite and > 0 (IEEE NaN, +inf and -inf are
+caught in Parquet and CSV alike); timestamps inside a plausible range, by default not before 2009-01-01 and
+not after now + 1 day (`detect --ts-min/--ts-max`, `Limits` in Python), with a hint for epoch numbers
+(`1709251200000` in a timestamp column: "13 digits = milliseconds since 1970") and for dates in 1970
+(epoch seconds or milliseconds read as microseconds); enum values known. Across rows: unique ids (the first
+row of an id is kept, later rows with the same id and other values are bad) and, for orders, the
+lifecycle: a fill or cancel needs a `new` event of its order at or before it (a fill without any `new`,
+a cancel before its `new`). Exact repeats of an earlier row (every column equal) are removed and counted
+as `duplicates`, not treated as errors. A CSV whose last line was cut short (no newline, fewer fields than
+the header) has that row named "truncated last line"; a file that cannot be read at all (corrupt Parquet,
+bytes that are no CSV, an empty file) is one error line naming the file.
+
+How it runs: count queries first (one parallel aggregate over all per-row checks, one group-by for
+duplicate ids, one window for the order lifecycle); on clean data that is the whole cost. Only when a
+count is non-zero does the row-naming query run, with the same predicates over numbered rows. The count
+query is the authority on how many rows are bad (a test with real NaN, ±inf and nulls over many row
+groups holds the count, the named rows and the quarantine tagging equal).
+
+What happens to bad rows: without `--quarantine`, one `SchemaError` naming, per failing check, the file,
+the column, the reason and the first rows (`trades.csv, column 'price': NaN, infinite or non-positive value
+in 2 row(s): rows 2, 5`); the CLI prints it on one line and exits 2. With `--quarantine DIR` each bad row
+goes to `DIR/<table>.parquet` (source columns as text, `source_file`, `source_row`, `reason` = its first
+failing check) and is counted. `detect` prints, per table, rows in / accepted / quarantined (and
+duplicates removed, rows sorted), then fails (exit 2, before any rule runs) when a table's quarantined share
+passes `--max-quarantined` (default 1 %). An input with no trades or order events accepted (a header-only
+file) is an error unless `--allow-empty`.
+
+List columns in CSV (`labels.accounts`) are JSON arrays of strings: `["acct-1","acct-2"]`, `[]` for an
+empty list (the cell is quoted by the CSV writer). It round-trips ids holding `;` or `,`; anything else in
+the cell is a bad row ("value not parseable as JSON array of strings"). `schema.encode_csv` writes it.
+
+### Why a hand-written engine and not pandera
+
+pandera's Ibis backend (0.35.0) was tried first, with the trades table declared as a `DataFrameModel`
+(`bench/validate.py` holds the declaration). On the same file it was slower and reported less:
+
+PANDERA_FIGURES
+
+It does not enforce `unique=True` on Ibis tables (the duplicate id passed), `gt=0` lets NaN and +inf through
+(SQL orders NaN above every number, so a custom check is needed anyway), failures are reported as values
+without source row numbers (the brief asks for file, row and column), and it has no quarantine. Cross-table
+and cross-row checks (order lifecycle, exact duplicates) would stay ours in any case. So one hand-written
+engine remains; the column declarations above (`TableSpec`) are its single source, as a pandera model
+would have been.
+"""
+
+
 def schema_markdown() -> str:
     """The canonical tables as Markdown (``docs/schema.md`` is this text; a test keeps them equal)."""
     lines = [
         "# Canonical schema",
         "",
         "Every input is a folder with one file per table: `<table>.parquet` or `<table>.csv` (Parquet wins when",
-        "both exist). Timestamps are UTC with microsecond precision. Validation (`schema.validate_dir`, run by",
-        "`detect` before any rule) reports every problem with the file, the column and the first rows",
-        "(1-based data rows): missing column, value not parseable as the column type, missing value in a",
-        "required column, NaN or non-positive price/quantity, unknown enum value, duplicate id.",
+        "both exist). Timestamps are UTC with microsecond precision (naive timestamps are read as UTC).",
         "",
         "Generated by `python -c 'from market_surveillance.schema import schema_markdown as m; print(m(), end=\"\")'"
         " > docs/schema.md`.",
+        "",
+        *VALIDATION_MARKDOWN.strip("\n").splitlines(),
     ]
     for spec in TABLES.values():
         lines += ["", f"## `{spec.name}` — {spec.description}", ""]
@@ -1021,9 +1111,13 @@ def schema_markdown() -> str:
         for col in spec.all_columns:
             cons = []
             if col.positive:
-                cons.append("> 0, not NaN")
+                cons.append("> 0, finite")
             if col.non_negative:
-                cons.append(">= 0, not NaN")
+                cons.append(">= 0, finite")
+            if pa.types.is_timestamp(col.type):
+                cons.append("plausible range")
+            if pa.types.is_list(col.type):
+                cons.append('CSV: JSON array, e.g. `["a","b"]`, `[]`')
             if col.choices:
                 cons.append(" \\| ".join(col.choices))
             optional = " (optional column)" if col in spec.optional_columns else ""

@@ -40,6 +40,16 @@ def empty_str_array() -> ir.ArrayValue:
     return ibis.literal([], type="array<string>")
 
 
+def with_asset_venue(g: ir.Table, trades: ir.Table) -> ir.Table:
+    """``g`` (rows keyed by ``asset``) with ``venue``: the venue of the asset's trades when they are all on
+    one venue, else null (the alert then judges the tape of several venues)."""
+    v = trades.group_by("asset").aggregate(venue_lo=trades.venue.min(), venue_hi=trades.venue.max())
+    v = v.select(
+        asset_of_venue=v.asset, venue=ibis.ifelse(v.venue_lo == v.venue_hi, v.venue_lo, ibis.null("string"))
+    )
+    return g.left_join(v, g.asset == v.asset_of_venue).drop("asset_of_venue")
+
+
 def null_str() -> ir.StringValue:
     return ibis.null().cast("string")
 

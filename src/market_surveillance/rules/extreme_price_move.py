@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, with_episodes
+from market_surveillance.rules._common import US, alert_rows, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -135,10 +135,12 @@ class ExtremePriceMove(Rule):
             window_end=hits.ts.max(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
+        g = with_asset_venue(g, t["trades"])
         direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
         # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
         return alert_rows(
             g,
+            venue=g.venue,
             value=g.value,
             score=g.value.cast("float64") / p.sigma,
             evidence_trade_ids=g.evidence_trade_ids,

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_episodes
+from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_asset_venue, with_episodes
 from market_surveillance.rules.bars import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -115,9 +115,11 @@ class PumpAndDump(Rule):
             window_end=hits.ts_last.max(),
         )
         g = with_bucket_evidence(g, tr, hits, p.bucket_s)
+        g = with_asset_venue(g, tr)
         # market-level: a pump is judged on the asset's tape, not on who traded (public data has no ids)
         return alert_rows(
             g,
+            venue=g.venue,
             value=g.value,
             score=g.value.cast("float64") / p.min_count_ratio * (1 + g.retrace.fill_null(0.0)),
             evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),

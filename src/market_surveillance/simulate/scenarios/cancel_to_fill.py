@@ -34,7 +34,7 @@ from market_surveillance.simulate.scenarios._common import (
 )
 
 
-@variants("single_asset", busy_account={"busy_assets": (1, 3)})
+@variants("single_asset", busy_account={"busy_assets": (1, 3), "busy_fills_per_hour": (30, 60)})
 def inject(
     ctx: SimContext,
     *,
@@ -72,7 +72,8 @@ def inject(
     fill_after_s
         The filled orders sit at the venue price and are hit this quickly by an innocent taker.
     variant
-        ``single_asset`` (these defaults) or ``busy_account`` (``busy_assets`` 1–3).
+        ``single_asset`` (these defaults) or ``busy_account`` (``busy_assets`` 1–3, 30–60 fills an hour on
+        each).
     busy_assets, busy_fills_per_hour, busy_notional
         ``busy_account``: the account also trades normally all day on this many other assets (passive
         orders filled by innocent takers, a few pulled), this many fills an hour on each, of this USD size.

@@ -4,8 +4,8 @@ index fixing — pushes the price the fixing is taken at; it drifts back once th
 fixing lies inside the simulated day; the 00:00 close is the day's last instant).
 
 Variants: ``ramp`` (a few trades a minute over the last 5–15 minutes) and ``last_minute`` (a handful of
-larger prints in the final 30–120 seconds). The move is a multiple of the asset's own volatility over the
-window, and the tickets a multiple of its typical trade, so every liquidity tier sees its own scale.
+larger prints in the final 30–120 seconds). The move is a multiple of the asset's own typical 15-minute
+move, and the tickets a multiple of its typical trade, so every liquidity tier sees its own scale.
 """
 
 from __future__ import annotations
@@ -32,12 +32,7 @@ from market_surveillance.simulate.scenarios._common import (
     variants,
 )
 
-LAST_MINUTE = {
-    "window_min": (0.5, 2.0),
-    "trades_per_min": (3, 8),
-    "ticket_multiple": (6, 15),
-    "move_vol": (6, 12),
-}
+LAST_MINUTE = {"window_min": (0.5, 2.0), "trades_per_min": (3, 8), "ticket_multiple": (8, 20)}
 
 WARM_UP_US = 13 * HOUR_US  # rules need the day's first hours as history (as ``SimContext.free_slot``)
 
@@ -51,7 +46,7 @@ def inject(
     traders: IntRange = (1, 2),
     window_min: Range = (5, 15),
     trades_per_min: Range = (2, 6),
-    ticket_multiple: Range = (3, 10),
+    ticket_multiple: Range = (4, 12),
     move_vol: Range = (3, 6),
     revert_min: Range = (2, 10),
     baseline_hourly: Range = (10_000, 40_000),
@@ -73,9 +68,9 @@ def inject(
     ticket_multiple
         Size of each trade as a multiple of the asset's typical trade (``typical_qty`` × price).
     move_vol, revert_min
-        Every venue's price is walked linearly to ``move_vol`` × the asset's volatility over the window
-        (``daily_vol`` × sqrt(window / 1 day)) at the fixing, and back over ``revert_min`` minutes after
-        it (when the fixing is inside the day; at the day's own close the day ends first).
+        Every venue's price is walked linearly, over the window, to ``move_vol`` × the asset's typical
+        15-minute move (``daily_vol`` × sqrt(15 min / 1 day)) at the fixing, and back over ``revert_min``
+        minutes after it (when the fixing is inside the day; at the day's own close the day ends first).
     baseline_hourly
         The traders' stored hourly notional norm (× the asset's ``notional_scale``).
     fixing
@@ -116,7 +111,7 @@ def inject(
         v = venue or pick(rng, u.venues)
         side = Side.BUY if rng.random() < 0.5 else Side.SELL
         sign = 1.0 if side is Side.BUY else -1.0
-        move = draw(rng, move_vol) * spec.daily_vol * np.sqrt(window / (86_400 * US))
+        move = draw(rng, move_vol) * spec.daily_vol * np.sqrt(15 / 1440)
         g = u.grid_s * US
         start = fix - window
         factors = 1 + sign * move * np.concatenate(

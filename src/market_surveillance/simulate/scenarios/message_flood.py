@@ -32,7 +32,7 @@ from market_surveillance.simulate.scenarios._common import (
 )
 
 
-@variants("single_asset", busy_account={"busy_assets": (1, 3)})
+@variants("single_asset", busy_account={"busy_assets": (1, 3), "busy_fills_per_hour": (30, 60)})
 def inject(
     ctx: SimContext,
     *,
@@ -68,7 +68,8 @@ def inject(
     order_notional, offset_bps
         Size of each quote and its distance from the venue price on its own side.
     variant
-        ``single_asset`` (these defaults) or ``busy_account`` (``busy_assets`` 1–3).
+        ``single_asset`` (these defaults) or ``busy_account`` (``busy_assets`` 1–3, 30–60 fills an hour on
+        each).
     busy_assets, busy_fills_per_hour, busy_notional
         ``busy_account``: the account also trades normally all day on this many other assets (passive
         orders filled by innocent takers, a few pulled), this many fills an hour on each, of this USD size.
