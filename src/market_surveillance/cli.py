@@ -185,7 +185,19 @@ def _limits(ts_min: str | None, ts_max: str | None):  # type: ignore[no-untyped-
 
 @app.command()
 def detect(
-    data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="canonical data folder, a source file/folder with --format, or a database URL "
+            "(postgresql+psycopg://user@host/db) holding the canonical tables"
+        ),
+    ],
+    db_schema: Annotated[
+        str, typer.Option(help="database URL: schema holding the canonical tables")
+    ] = "public",
+    table_prefix: Annotated[
+        str, typer.Option(help="database URL: prefix of the canonical table names (e.g. ms_)")
+    ] = "",
     out: Annotated[
         Path | None, typer.Option(help="alerts file to write (.parquet or .csv); none unless given")
     ] = None,
@@ -199,6 +211,12 @@ def detect(
     orderbook: Annotated[
         Path | None,
         typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="first UTC date YYYY-MM-DD of date-partitioned tables to read")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="last UTC date YYYY-MM-DD of date-partitioned tables to read")
     ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
@@ -231,10 +249,11 @@ def detect(
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.alerts import write_alerts
+    from market_surveillance.io.database import display_source, is_database_url
     from market_surveillance.pipeline import detect_source
     from market_surveillance.rules.registry import all_rules
 
-    if not data.exists():
+    if not is_database_url(data) and not Path(data).exists():
         _fail(f"{data}: no such file or folder")
     if db is not None:
         # reach, migrate and check the store first: a bad URL must not cost a whole detection run
@@ -254,7 +273,7 @@ def detect(
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
     if orderbook is not None:
-        _check_lobster_book(data, orderbook, fmt, date, out)
+        _check_lobster_book(Path(data), orderbook, fmt, date, out)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -277,6 +296,10 @@ def detect(
                 max_quarantined_share=max_quarantined / 100,
                 allow_empty=allow_empty,
                 on_input=_print_counts,
+                since=_day(since, "--since"),
+                until=_day(until, "--until"),
+                db_schema=db_schema,
+                table_prefix=table_prefix,
             )
         except Exception as exc:
             prog.stop()
@@ -299,14 +322,26 @@ def detect(
         from market_surveillance.store import StoreError, record_detection
 
         try:
-            run_id = record_detection(db, result, data_source=str(data), config_path=config)
+            run_id = record_detection(db, result, data_source=display_source(data), config_path=config)
         except (StoreError, ValueError) as exc:
             _fail(f"run not recorded in {_shown_url(db)}: {str(exc).strip().splitlines()[0]}")
         console.print(f"run {run_id} recorded in {_shown_url(db)}")
 
 
-def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
-    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+def _day(text: str | None, option: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
+
+
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path | None) -> None:
+    """Print `book check: N compared, M mismatches`; with --out, write LOBSTER's book features beside the
+    alerts (nothing goes into the current directory unless asked)."""
     import pyarrow.parquet as pq
 
     from market_surveillance.io.lobster_book import check_book, orderbook_features
@@ -326,6 +361,8 @@ def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None,
             "the orderbook's first row, were seeded)",
             highlight=False,
         )
+    if out is None:
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / "lobster_book.parquet"
     pq.write_table(feats, path)

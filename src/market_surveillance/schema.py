@@ -10,7 +10,9 @@ bad rows with a reason instead of failing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -491,13 +493,53 @@ def table_checks(spec: TableSpec, present: Mapping[str, str] | Sequence[str]) ->
 
 
 def find_table_file(data_dir: str | Path, table: str) -> Path | None:
-    """The file holding ``table`` in ``data_dir`` (Parquet preferred over CSV)."""
+    """The file holding ``table`` in ``data_dir`` (Parquet preferred over CSV), or the folder of a
+    date-partitioned Parquet dataset (``<table>/date=YYYY-MM-DD/*.parquet``)."""
     base = Path(data_dir)
     for ext in (".parquet", ".csv"):
         p = base / f"{table}{ext}"
         if p.exists():
             return p
+    folder = base / table
+    if folder.is_dir() and any(folder.glob("date=*/*.parquet")):
+        return folder
     return None
+
+
+#: the UTC dates ``detect --since/--until`` selects; partitions outside are never opened
+_DATE_WINDOW: ContextVar[tuple[dt.date | None, dt.date | None]] = ContextVar(
+    "ms_date_window", default=(None, None)
+)
+
+
+@contextmanager
+def date_window(since: dt.date | None, until: dt.date | None) -> Iterator[None]:
+    """Within the block, date-partitioned tables are read from the partitions in ``[since, until]`` only.
+
+    The file list is fixed when a table's relation is built (views made inside the block keep it), so the
+    pruning is by file: DuckDB never opens the other partitions.
+    """
+    if since is not None and until is not None and since > until:
+        raise InputError(f"--since {since} is after --until {until}")
+    token = _DATE_WINDOW.set((since, until))
+    try:
+        yield
+    finally:
+        _DATE_WINDOW.reset(token)
+
+
+def partition_files(folder: Path) -> list[Path]:
+    """Parquet files of a ``date=YYYY-MM-DD`` partitioned folder inside the current :func:`date_window`."""
+    since, until = _DATE_WINDOW.get()
+    files: list[Path] = []
+    for part in sorted(folder.glob("date=*")):
+        try:
+            day = dt.date.fromisoformat(part.name.split("=", 1)[1])
+        except ValueError as exc:
+            raise InputError(f"{part}: partition folder name is not date=YYYY-MM-DD") from exc
+        if (since is None or day >= since) and (until is None or day <= until):
+            files += sorted(part.glob("*.parquet"))
+    return files
 
 
 def csv_relation_sql(path: Path, *, header: bool = True) -> str:
@@ -507,6 +549,13 @@ def csv_relation_sql(path: Path, *, header: bool = True) -> str:
 
 
 def _raw_relation_sql(path: Path) -> str:
+    if path.is_dir():  # date-partitioned dataset: only the partitions of the date window
+        files = partition_files(path)
+        if not files:  # nothing in the window: the schema of any partition, no rows
+            any_file = next(iter(sorted(path.glob("date=*/*.parquet"))))
+            return f"(SELECT * FROM read_parquet({_lit(str(any_file))}) LIMIT 0)"
+        listed = ", ".join(_lit(str(f)) for f in files)
+        return f"read_parquet([{listed}], union_by_name=true)"
     if path.suffix == ".parquet":
         return f"read_parquet({_lit(str(path))})"
     # all_varchar so a bad value is reported per row instead of failing type sniffing
