@@ -1,7 +1,7 @@
 """Acceptance scorecard through the command line: generate → detect → evaluate --json for several seeds.
 
 Prints recall per typology and precision per rule for each seed (and the minimum over seeds), and the ML
-account AUC. Usage: .venv/bin/python bench/scorecard.py [--seeds 1 2 3 4 5] [--scale small]
+account AUC. Usage: .venv/bin/python bench/scorecard.py [--seeds 1 2 3 4 5] [--scale small] [--world random]
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 CLI = [sys.executable, "-m", "market_surveillance.cli"]
 
 
-def run_seed(seed: int, scale: str, root: Path) -> dict:
+def run_seed(seed: int, scale: str, root: Path, world: str = "reference") -> dict:
     data = root / f"seed{seed}"
     subprocess.run(
-        [*CLI, "generate", "--out", str(data), "--seed", str(seed), "--scale", scale, "--no-csv"],
+        [*CLI, "generate", "--out", str(data), "--seed", str(seed), "--scale", scale, "--no-csv", "--world", world],
         check=True,
         capture_output=True,
     )
@@ -41,9 +41,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--scale", default="small")
+    ap.add_argument("--world", default="reference", help="reference | random (see bench/robustness.py)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cards = {s: run_seed(s, args.scale, Path(tmp)) for s in args.seeds}
+        cards = {s: run_seed(s, args.scale, Path(tmp), args.world) for s in args.seeds}
     seeds = list(cards)
     typs = sorted({t for c in cards.values() for t in c["recall"]})
     print(f"{'recall per typology':<34}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'min':>8}")

@@ -152,3 +152,72 @@ def test_score_empty_inputs():
     assert card.n_alerts == 0 and card.recall == {}
     assert all(p["precision"] is None for p in card.precision.values())
     assert isinstance(pd.DataFrame(card.precision).T, pd.DataFrame)
+
+
+def _self_trade_alert(acct: str, start: int = 100, end: int = 200) -> dict:
+    return {
+        "rule_id": "MS001",
+        "rule_name": "self_trade",
+        "typology": "wash_trading",
+        "accounts": [acct],
+        "window_start": start,
+        "window_end": end,
+    }
+
+
+def _wash_label(acct: str, variant: str | None, tier: str | None) -> dict:
+    return {
+        "typology": "wash_trading",
+        "asset": "BTC-USD",
+        "accounts": [acct],
+        "start_ts": 100,
+        "end_ts": 200,
+        "variant": variant,
+        "tier": tier,
+    }
+
+
+def test_score_recall_by_variant_and_tier_and_alert_rate():
+    alerts = _alerts([_self_trade_alert("x"), _self_trade_alert("z", 9000, 9100)])
+    labels = _labels(
+        [
+            _wash_label("x", "self_trade", "major"),
+            _wash_label("y", "self_trade", "major"),
+            _wash_label("q", "owner_pair", "micro_cap"),
+            _wash_label("r", None, None),
+        ]
+    )
+    card = score(alerts, labels, n_trades=40_000)
+    assert card.recall_by_variant == {
+        "wash_trading/-/-": {"labels": 1, "detected": 0, "recall": 0.0},
+        "wash_trading/owner_pair/micro_cap": {"labels": 1, "detected": 0, "recall": 0.0},
+        "wash_trading/self_trade/major": {"labels": 2, "detected": 1, "recall": 0.5},
+    }
+    assert card.extra["alerts_per_100k_trades"] == 5.0
+    assert "recall_by_variant" in card.to_dict()
+
+
+def test_score_labels_without_variant_columns_still_break_down():
+    labels = _labels([_wash_label("x", None, None)]).drop_columns(["variant", "tier"])
+    card = score(_alerts([_self_trade_alert("x")]), labels)
+    assert card.recall_by_variant == {"wash_trading/-/-": {"labels": 1, "detected": 1, "recall": 1.0}}
+    assert "alerts_per_100k_trades" not in card.extra
+
+
+def test_robustness_pools_seeds_and_lists_every_shortfall():
+    from market_surveillance.evaluate import Robustness
+
+    world1 = score(_alerts([_self_trade_alert("x")]), _labels([_wash_label("x", "self_trade", "major")]))
+    world2 = score(
+        _alerts([_self_trade_alert("k", 9000, 9100)]), _labels([_wash_label("y", "self_trade", "major")])
+    )
+    clean = score(_alerts([_self_trade_alert("k")]), _labels([]), n_trades=10_000)
+    rob = Robustness({1: world1, 2: world2}, {9: clean})
+    r = rob.recall()["wash_trading/self_trade/major"]
+    assert (r["labels"], r["detected"], r["recall"], r["min_seed_recall"]) == (2, 1, 0.5, 0.0)
+    p = rob.precision()["self_trade"]
+    assert (p["alerts"], p["true"], p["precision"]) == (2, 1, 0.5)
+    assert rob.clean_rate()["alerts_per_100k_trades"] == 10.0
+    short = rob.shortfalls()
+    assert len(short) == 3 and short[0].startswith("recall wash_trading/self_trade/major: 1/2")
+    assert rob.to_dict()["shortfalls"] == short

@@ -137,6 +137,7 @@ TYPOLOGY = {
     "collusion_ring": Typology.COLLUSION_RING,
     "position_concentration": Typology.POSITION_CONCENTRATION,
     "volume_spike": Typology.VOLUME_SPIKE,
+    "marking_the_close": Typology.MARKING_THE_CLOSE,
 }
 
 
@@ -206,12 +207,16 @@ def test_inject_all_innocent_accounts_get_no_volume_burst() -> None:
             assert n3h.max() < 20_000, acct
 
 
-def test_inject_all_default_counts_three_per_typology() -> None:
+def test_inject_all_reference_world_counts_per_typology_and_variant() -> None:
     ctx = make_ctx(3)
     ids = inject_all(ctx)
     _, _, lab = frames(ctx)
-    assert len(ids) == len(set(ids)) == 3 * len(SCENARIOS)
-    assert lab.typology.value_counts().to_dict() == {ty.value: 3 for ty in TYPOLOGY.values()}
+    expected = {ty.value: 3 for ty in TYPOLOGY.values()} | {"wash_trading": 7, "marking_the_close": 4}
+    assert len(ids) == len(set(ids)) == sum(expected.values())
+    assert lab.typology.value_counts().to_dict() == expected
+    wash = lab[lab.typology == "wash_trading"].variant.value_counts().to_dict()
+    assert wash == {"self_trade": 3, "owner_pair": 2, "device_pair": 2}
+    assert lab.variant.notna().all() and lab.tier.notna().all()
 
 
 def test_inject_all_counts_override_by_name() -> None:
@@ -605,3 +610,177 @@ def test_book_makers_match_background_population_books() -> None:
         assert book_makers(ctx, asset, venue) == list(ids)
     ctx.makers = {("BTC-USD", "EXA"): ["MM-X"]}
     assert book_makers(ctx, "BTC-USD", "EXA") == ["MM-X"]
+
+
+# -- variants and liquidity tiers (issue 12) -----------------------------------------------------------------
+
+
+def make_tiered_ctx(seed: int = 7) -> SimContext:
+    """``make_ctx`` plus a micro-cap thin token (price < $0.10, market cap $2M, small tickets) and tiers."""
+    ctx = make_ctx(seed)
+    specs = [
+        AssetSpec("BTC-USD", 60_000.0, 0.03, 2e7, 0.05, tier="major"),
+        AssetSpec("ETH-USD", 3_000.0, 0.04, 1e8, 1.0, tier="large_cap"),
+        AssetSpec("SOL-USD", 150.0, 0.05, 4e8, 10.0, tier="mid_cap"),
+        AssetSpec("PUMP-USD", 2.5, 0.08, 4e6, 400.0, thin=True, tier="small_cap", notional_scale=0.3),
+        AssetSpec("DUST-USD", 0.02, 0.10, 1e8, 4_000.0, thin=True, tier="micro_cap", notional_scale=0.1),
+    ]
+    u = Universe(ctx.universe.venues, tuple(specs), ctx.universe.start_us, ctx.universe.end_us)
+    ctx.universe = u
+    ctx.prices = PricePaths(u, np.random.default_rng(seed))
+    return ctx
+
+
+def run_variant(name: str, variant: str, count: int = 2, seed: int = 7, **knobs):  # type: ignore[no-untyped-def]
+    ctx = make_tiered_ctx(seed)
+    ids = SCENARIOS[name](ctx, count=count, variant=variant, **knobs)
+    t, o, lab = frames(ctx)
+    assert_tape_consistent(t, o)
+    assert list(lab.scenario_id) == ids and (lab.variant == variant).all()
+    assert (lab.tier == [ctx.universe.tier_of(a) for a in lab.asset]).all()
+    return ctx, t, o, lab
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_every_variant_labelled_with_its_name_and_tier(name: str) -> None:
+    for variant in SCENARIOS[name].variants:
+        if variant == "any_fingerprint":
+            continue
+        run_variant(name, variant, count=1)
+
+
+def test_scenario_unknown_variant_raises() -> None:
+    with pytest.raises(ValueError, match="unknown spoofing variant 'huge'"):
+        SCENARIOS["spoofing"](make_ctx(), count=1, variant="huge")
+
+
+def test_scenario_variant_knobs_yield_to_explicit_knobs() -> None:
+    _, _, o, lab = run_variant("spoofing", "low_notional", count=1, spoof_notional=(9_000, 9_000))
+    spoof = rows_of(o, lab.scenario_id[0])
+    spoof = spoof[(spoof.event == "new") & (spoof.account_id == lab.accounts[0][0])]
+    assert (spoof.price * spoof.qty).max() >= 8_900
+
+
+def test_wash_owner_pair_one_trade_between_two_accounts_of_one_owner() -> None:
+    ctx, t, _, lab = run_variant("wash_trading", "owner_pair")
+    acc = ctx.accounts
+    for _, row in lab.iterrows():
+        a, b = row.accounts
+        tr = rows_of(t, row.scenario_id)
+        assert len(tr) == 1 and {tr.buyer_id.iloc[0], tr.seller_id.iloc[0]} == {a, b}
+        assert acc.owner_of(a) == acc.owner_of(b)
+        dev = {x: {d for y, d in zip(acc.net_account, acc.net_device, strict=True) if y == x} for x in (a, b)}
+        sub = {x: {d for y, d in zip(acc.net_account, acc.net_subnet, strict=True) if y == x} for x in (a, b)}
+        assert not (dev[a] & dev[b]) and not (sub[a] & sub[b]), "linked only through the owner"
+
+
+def test_wash_device_pair_one_trade_between_different_owners_sharing_a_fingerprint() -> None:
+    ctx, t, _, lab = run_variant("wash_trading", "device_pair", count=4)
+    acc = ctx.accounts
+    for _, row in lab.iterrows():
+        a, b = row.accounts
+        assert len(rows_of(t, row.scenario_id)) == 1 and acc.owner_of(a) != acc.owner_of(b)
+        fp = {x: {(d, s) for y, d, s in zip(acc.net_account, acc.net_device, acc.net_subnet, strict=True) if y == x} for x in (a, b)}
+        shared_dev = {d for d, _ in fp[a]} & {d for d, _ in fp[b]}
+        shared_sub = {s for _, s in fp[a]} & {s for _, s in fp[b]}
+        assert shared_dev or shared_sub
+
+
+def test_pump_ramp_walks_price_up_25_to_40pct_with_10_to_15_buys_a_minute() -> None:
+    _ctx, t, _, lab = run_variant("pump_and_dump", "ramp")
+    for _, row in lab.iterrows():
+        tr = rows_of(t, row.scenario_id)
+        gang = set(row.accounts)
+        buys = tr[(tr.aggressor == "buy") & ~tr.seller_id.isin(gang)]
+        # the ramp: from the end of the quiet accumulation to the price peak
+        peak = tr.loc[tr.price.idxmax()]
+        ramp = buys[(buys.ts_us <= peak.ts_us) & (buys.ts_us >= peak.ts_us - 30 * MIN_US)]
+        first = ramp.ts_us.min()
+        per_min = len(ramp[ramp.ts_us >= first]) / ((peak.ts_us - first) / MIN_US)
+        assert 8 <= per_min <= 17, per_min
+        minutes = (peak.ts_us - first) / MIN_US
+        assert 12 <= minutes <= 32, minutes
+        base = tr[tr.ts_us < first].price.median()
+        assert 0.20 <= peak.price / base - 1 <= 0.45
+        # no announcement burst: never more than a couple of dozen buys in one minute
+        assert max_in_window(buys.ts_us.to_numpy(), MIN_US) <= 25
+
+
+def test_front_running_passive_exit_rests_and_small_profit_is_a_few_bps() -> None:
+    _, t, _o, lab = run_variant("front_running", "passive_exit")
+    for _, row in lab.iterrows():
+        (x,) = row.accounts
+        mine = rows_of(t, row.scenario_id)
+        mine = mine[(mine.buyer_id == x) | (mine.seller_id == x)]
+        exit_ = mine.iloc[-1]
+        exit_side = "buy" if exit_.buyer_id == x else "sell"
+        assert exit_.aggressor != exit_side, "the exit is filled passively"
+    ctx, t, _, lab = run_variant("front_running", "small_profit")
+    for _, row in lab.iterrows():
+        assert ctx.universe.tier_of(row.asset) == "major"
+        (x,) = row.accounts
+        mine = rows_of(t, row.scenario_id)
+        mine = mine[(mine.buyer_id == x) | (mine.seller_id == x)]
+        entry, exit_ = mine.iloc[0], mine.iloc[-1]
+        sign = 1 if entry.buyer_id == x else -1
+        assert 3 <= sign * (exit_.price / entry.price - 1) * 1e4 <= 25
+
+
+def test_spoofing_and_layering_low_notional_on_thin_token_2_to_5k() -> None:
+    ctx, _, o, lab = run_variant("spoofing", "low_notional")
+    for _, row in lab.iterrows():
+        assert ctx.universe.asset(row.asset).thin
+        od = rows_of(o, row.scenario_id)
+        cancelled = od[(od.event == "cancel") & (od.account_id == row.accounts[0])]
+        spoofs = od[(od.event == "new") & od.order_id.isin(cancelled.order_id)]
+        assert spoofs.price.max() < 10 and ((spoofs.price * spoofs.qty).between(1_000, 6_000)).all()
+    ctx, _, o, lab = run_variant("layering", "low_notional")
+    for _, row in lab.iterrows():
+        od = rows_of(o, row.scenario_id)
+        cancelled = od[(od.event == "cancel") & (od.account_id == row.accounts[0])]
+        ladder = od[(od.event == "new") & od.order_id.isin(cancelled.order_id)]
+        per_ladder = (ladder.price * ladder.qty).sum() / max(1, len(ladder) // 4)
+        assert (ladder.price * ladder.qty).max() <= 1_000 and per_ladder <= 6_500
+
+
+def test_cancel_to_fill_busy_account_dilutes_pooled_ratio_not_per_asset_ratio() -> None:
+    _, _t, o, lab = run_variant("cancel_to_fill", "busy_account")
+    for _, row in lab.iterrows():
+        (x,) = row.accounts
+        win = o[(o.account_id == x) & o.ts_us.between(row.start_ts_us, row.start_ts_us + 30 * MIN_US)]
+        cancels = win.event == "cancel"
+        fills = win.event == "fill"
+        here = win.asset == row.asset
+        assert (cancels & here).sum() / max((fills & here).sum(), 1) >= 6
+        assert cancels.sum() / max(fills.sum(), 1) < 6, "pooled over its assets the surge is diluted"
+        assert set(o[o.account_id == x].asset) - {row.asset}, "busy on other assets"
+        assert o[(o.account_id == x) & (o.asset != row.asset)].scenario_id.isna().all()
+
+
+def test_marking_the_close_one_direction_before_the_fixing() -> None:
+    for variant, max_window in (("ramp", 15 * MIN_US), ("last_minute", 2 * MIN_US)):
+        ctx, t, _, lab = run_variant("marking_the_close", variant)
+        fix = ctx.universe.end_us  # the 00:00 UTC daily close
+        for _, row in lab.iterrows():
+            tr = rows_of(t, row.scenario_id)
+            gang = set(row.accounts)
+            mine = tr[tr.buyer_id.isin(gang) | tr.seller_id.isin(gang)]
+            assert len(mine) >= 3 and (mine.ts_us < fix).all() and (fix - mine.ts_us.min()) <= max_window
+            sides = {("buy" if b in gang else "sell") for b in mine.buyer_id}
+            assert len(sides) == 1 and (mine.aggressor == next(iter(sides))).all()
+            p = ctx.prices.paths[(row.asset, row.venue)]
+            i0, i1 = ctx.prices.index(np.array([mine.ts_us.min() - US, fix - US]))
+            move = p[i1] / p[i0] - 1
+            assert (move > 0) == (next(iter(sides)) == "buy") and abs(move) > 0.001
+
+
+def test_position_concentration_low_cap_holds_a_quarter_to_a_third_of_a_micro_cap() -> None:
+    ctx, t, _, lab = run_variant("position_concentration", "low_cap")
+    for _, row in lab.iterrows():
+        spec = ctx.universe.asset(row.asset)
+        assert spec.tier == "micro_cap"
+        (x,) = row.accounts
+        tr = rows_of(t, row.scenario_id)
+        held = ctx.opening_positions[(x, row.asset)] + tr[tr.buyer_id == x].qty.sum()
+        assert 0.24 <= held / spec.float_qty <= 0.36
+        assert held * spec.start_price < 1_500_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -147,3 +148,105 @@ def test_cli_generate_small_writes_every_table_with_csv(tmp_path):
         assert (out / f"{name}.parquet").exists(), name
         assert (out / f"{name}.csv").exists(), name
     validate_dir(out)
+
+
+# -- worlds: liquidity tiers, variants, owners, clean worlds (issue 12) -------------------------------------
+
+MID = 20_000  # enough background trades that every book of a random world trades
+
+
+@pytest.fixture(scope="module")
+def random_world() -> dict[str, pa.Table]:
+    return simulate(4, trades=MID, world="random")
+
+
+def test_simulate_random_world_spans_tiers_from_micro_cap_to_major(random_world):
+    from market_surveillance.enums import LiquidityTier
+
+    con = _con(random_world)
+    rows = con.execute(
+        """SELECT l.tier, t.asset, median(t.price), any_value(a.float_qty) * median(t.price), count(*) / 1440.0
+           FROM trades t JOIN assets a USING (asset)
+           JOIN (SELECT DISTINCT asset, tier FROM labels) l USING (asset) GROUP BY ALL"""
+    ).fetchall()
+    tiers = {r[0] for r in rows}
+    assert tiers == {t.value for t in LiquidityTier}
+    for tier, _, price, mcap, per_min in rows:
+        if tier == LiquidityTier.MICRO_CAP:
+            # the thin token: under $0.10, market cap $1–10M, a few trades a minute
+            assert price < 0.10 and 1e6 <= mcap <= 1.1e7 and 1 <= per_min <= 6
+        if tier == LiquidityTier.MAJOR:
+            assert price >= 15_000 and mcap >= 2e11
+
+
+def test_simulate_random_world_labels_name_variant_and_tier(random_world):
+    from market_surveillance.simulate.scenarios import SCENARIOS, variants_of
+
+    lab = random_world["labels"].to_pandas()
+    known = {v for n in SCENARIOS for v in variants_of(n)}
+    assert lab.variant.isin(known).all() and lab.tier.notna().all()
+    # every typology comes in at least two variants
+    assert (lab.groupby("typology").variant.nunique() >= 2).all()
+    assert lab.typology.nunique() == len(SCENARIOS)
+
+
+def test_generate_random_world_byte_identical_and_valid(tmp_path):
+    generate_to_dir(tmp_path / "a", seed=9, trades=MID, csv=False, world="random")
+    generate_to_dir(tmp_path / "b", seed=9, trades=MID, csv=False, world="random")
+    da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert len(da) == 7 and da == db
+    validate_dir(tmp_path / "a")
+
+
+def test_simulate_random_world_other_seed_other_universe():
+    a = simulate(1, trades=MID, world="random", inject=False)["assets"]
+    b = simulate(2, trades=MID, world="random", inject=False)["assets"]
+    assert not a.equals(b)
+
+
+def test_simulate_clean_random_world_has_no_scenario_rows():
+    tables = simulate(6, trades=MID, world="random", inject=False)
+    assert tables["labels"].num_rows == 0
+    for name in ("trades", "orders"):
+        assert tables[name]["scenario_id"].null_count == tables[name].num_rows
+
+
+def test_simulate_owners_hold_several_accounts_that_never_trade_each_other_unlabelled(random_world):
+    con = _con(random_world)
+    multi = con.execute(
+        "SELECT count(*) FROM (SELECT owner_id FROM accounts GROUP BY 1 HAVING count(*) > 1)"
+    ).fetchone()[0]
+    assert multi >= 5
+    assert con.execute("SELECT count(*) FROM accounts WHERE owner_id IS NULL").fetchone()[0] == 0
+    linked = con.execute(
+        """SELECT t.scenario_id FROM trades t
+           JOIN accounts b ON b.account_id = t.buyer_id JOIN accounts s ON s.account_id = t.seller_id
+           WHERE b.owner_id = s.owner_id"""
+    ).fetchall()
+    assert linked and all(sid is not None for (sid,) in linked), "owner-linked trades only in scenarios"
+
+
+def test_simulate_reference_world_marking_the_close_trades_before_the_daily_fixing():
+    tables = simulate(3, trades=SMALL)
+    lab = tables["labels"].to_pandas()
+    mark = lab[lab.typology == "marking_the_close"]
+    assert len(mark) == 4 and set(mark.variant) == {"ramp", "last_minute"}
+    close = pd.Timestamp("2024-03-02", tz="UTC")  # the 00:00 UTC daily close at the end of the day
+    assert (mark.end_ts < close).all() and (mark.start_ts >= close - pd.Timedelta(minutes=16)).all()
+
+
+def test_cli_generate_random_clean_world(tmp_path):
+    out = tmp_path / "clean"
+    res = CliRunner().invoke(
+        app, ["generate", "--out", str(out), "--seed", "2", "--trades", str(MID), "--world", "random", "--clean"]
+    )
+    assert res.exit_code == 0, res.output
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "labels.parquet").num_rows == 0
+    assert "owner_id" in pq.read_table(out / "accounts.parquet").column_names
+
+
+def test_simulate_unknown_world_is_clear():
+    with pytest.raises(ValueError, match="unknown world 'mars'"):
+        simulate(1, trades=SMALL, world="mars")

@@ -119,7 +119,15 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
         alert_id(rule.rule_id, a, v, ac, s, e)
         for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)
     ]
-    score = np.nan_to_num(raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
+    score = raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(score)
+    if bad.any():
+        # ranked as 0.0 such an alert would sink unseen: a rule that cannot score its alert is a bug to surface
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"rule {rule.rule_id} {rule.name} gave {int(bad.sum())} alert(s) a non-finite score "
+            f"({score[i]}), first on {assets[i]} {ws_py[i]}–{we_py[i]}"
+        )
     out = pa.Table.from_arrays(
         [
             pa.array(ids, pa.string()),

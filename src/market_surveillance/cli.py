@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -17,9 +18,36 @@ app = typer.Typer(
 console = Console()
 
 
-def _fail(msg: str) -> None:
-    console.print(f"[red]error:[/red] {msg}")
+def _fail(msg: str) -> NoReturn:
+    # one line, never wrapped, markup-free: file names may hold [brackets]
+    text = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+    console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line for any error reaching the command line (``MS_DEBUG=1`` re-raises for the traceback)."""
+    import os
+
+    if os.environ.get("MS_DEBUG"):
+        raise exc
+    from market_surveillance.rules.config import ConfigError
+    from market_surveillance.schema import InputError, SchemaError, one_line
+
+    if isinstance(exc, SchemaError):
+        first = exc.problems[0].message() if exc.problems else str(exc)
+        more = len(exc.problems) - 1
+        return first + (
+            f" (+{more} more problem(s): {'; '.join(p.message() for p in exc.problems[1:4])})" if more else ""
+        )
+    if isinstance(exc, InputError | ConfigError | ValueError):
+        return one_line(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename or ''}: {exc.strerror or one_line(exc)}".lstrip(": ")
+    name = type(exc).__name__
+    if type(exc).__module__.startswith(("duckdb", "_duckdb", "pyspark", "py4j")):
+        return f"engine error ({name}): {one_line(exc)}"
+    return f"unexpected {name}: {one_line(exc)} (MS_DEBUG=1 shows the traceback)"
 
 
 @app.command()
@@ -33,12 +61,18 @@ def generate(
     csv: Annotated[
         bool | None, typer.Option("--csv/--no-csv", help="also write CSV (default: on at small scale)")
     ] = None,
+    world: Annotated[
+        str, typer.Option(help="reference (fixed 5-asset universe) | random (liquidity tiers drawn from the seed)")
+    ] = "reference",
+    clean: Annotated[bool, typer.Option("--clean", help="no manipulation scenarios (false-alert measurement)")] = False,
 ) -> None:
     """Generate a synthetic exchange with labelled manipulation scenarios."""
     from market_surveillance.simulate import generate_to_dir
 
     try:
-        summary = generate_to_dir(out, seed=seed, scale=scale, trades=trades, csv=csv, progress=True)
+        summary = generate_to_dir(
+            out, seed=seed, scale=scale, trades=trades, csv=csv, progress=True, world=world, inject=not clean
+        )
     except ValueError as exc:
         _fail(str(exc))
     table = Table("table", "rows", title=f"generated into {out}")
@@ -83,15 +117,77 @@ def _print_runs(result) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
 
 
+def _print_counts(counts: dict[str, dict[str, int]]) -> None:
+    """Rows in / accepted / quarantined (and duplicates, sorted, skipped) per input table."""
+    if not counts:
+        return
+    table = Table("table", "rows in", "accepted", "quarantined", "other", title="input")
+    for name, c in counts.items():
+        other = ", ".join(
+            f"{k.replace('_', ' ')} {v:,}"
+            for k, v in c.items()
+            if k not in ("rows_in", "accepted", "quarantined") and v and k != "skipped"
+        )
+        if c.get("out_of_order"):
+            other += " (sorted by time)"
+        table.add_row(
+            name,
+            f"{c.get('rows_in', c.get('rows_out', 0)):,}",
+            f"{c.get('accepted', c.get('rows_out', 0)):,}",
+            f"{c.get('quarantined', 0):,}",
+            other,
+        )
+    console.print(table)
+
+
+def _limits(ts_min: str | None, ts_max: str | None):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from market_surveillance.schema import Limits
+
+    def parse(text: str, opt: str) -> dt.datetime:
+        try:
+            t = dt.datetime.fromisoformat(text)
+        except ValueError:
+            _fail(f"{opt} must be an ISO date or time (e.g. 2015-01-01), got {text!r}")
+        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+    kw = {}
+    if ts_min:
+        kw["ts_min"] = parse(ts_min, "--ts-min")
+    if ts_max:
+        kw["ts_max"] = parse(ts_max, "--ts-max")
+    return Limits(**kw)
+
+
 @app.command()
 def detect(
     data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
     out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="canonical | ccxt | tardis | lobster")] = "canonical",
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
+    ] = "canonical",
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
+    orderbook: Annotated[
+        Path | None,
+        typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
+    ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
+    ] = None,
+    max_quarantined: Annotated[
+        float,
+        typer.Option(help="fail when more than this percentage of a table's rows is quarantined"),
+    ] = 1.0,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="run on an input without rows")] = False,
+    ts_min: Annotated[
+        str | None, typer.Option(help="earliest plausible timestamp (default 2009-01-01)")
+    ] = None,
+    ts_max: Annotated[
+        str | None, typer.Option(help="latest plausible timestamp (default now + 1 day)")
     ] = None,
     db: Annotated[
         str | None, typer.Option(help="store URL (sqlite:///... or postgresql+psycopg://...)")
@@ -111,18 +207,21 @@ def detect(
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.alerts import write_alerts
     from market_surveillance.pipeline import detect_source
-    from market_surveillance.rules.config import ConfigError
     from market_surveillance.rules.registry import all_rules
-    from market_surveillance.schema import SchemaError
 
     if not data.exists():
         _fail(f"{data}: no such file or folder")
+    if not 0 <= max_quarantined <= 100:
+        _fail(f"--max-quarantined is a percentage in [0, 100], got {max_quarantined}")
+    limits = _limits(ts_min, ts_max)
     if memory_limit:
         import os
 
         from market_surveillance.io.canonical import MEMORY_LIMIT_ENV
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
+    if orderbook is not None:
+        _check_lobster_book(data, orderbook, fmt, date, out)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -141,10 +240,18 @@ def detect(
                 engine=engine,
                 spark_master=spark_master,
                 on_rule=on_rule,
+                limits=limits,
+                max_quarantined_share=max_quarantined / 100,
+                allow_empty=allow_empty,
+                on_input=_print_counts,
             )
-        except (SchemaError, ConfigError, ValueError) as exc:
-            _fail(str(exc))
-    write_alerts(result.alerts, out)
+        except Exception as exc:
+            prog.stop()
+            _fail(_error_line(exc))
+    try:
+        write_alerts(result.alerts, out)
+    except Exception as exc:
+        _fail(_error_line(exc))
     _print_runs(result)
     console.print(f"{result.alerts.num_rows} alerts written to {out}")
     if result.ml_scores is not None:
@@ -157,6 +264,33 @@ def detect(
 
         run_id = record_detection(db, result, data_source=str(data), config_path=config)
         console.print(f"run {run_id} recorded in {db}")
+
+
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
+    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+    import pyarrow.parquet as pq
+
+    from market_surveillance.io.lobster_book import check_book, orderbook_features
+    from market_surveillance.schema import SchemaError
+
+    if fmt != "lobster":
+        _fail("--orderbook goes with --format lobster (a LOBSTER orderbook file)")
+    try:
+        result = check_book(data, orderbook, date=date)
+        feats = orderbook_features(data, orderbook, date=date)
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.line(), highlight=False)
+    if result.seeded_levels:
+        console.print(
+            f"  ({result.seeded_levels} price levels of orders resting from before the file, seen only in "
+            "the orderbook's first row, were seeded)",
+            highlight=False,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / "lobster_book.parquet"
+    pq.write_table(feats, path)
+    console.print(f"{feats.num_rows:,} book states (best bid/ask, depth, imbalance) written to {path}")
 
 
 @app.command()
@@ -238,7 +372,10 @@ def evaluate(
     """Score alerts against the labelled scenarios: recall per typology, precision per rule."""
     from market_surveillance.evaluate import score_files
 
-    card = score_files(data, alerts)
+    try:
+        card = score_files(data, alerts)
+    except Exception as exc:
+        _fail(_error_line(exc))
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
         return
@@ -253,10 +390,12 @@ app.add_typer(cases_app, name="cases")
 
 @app.command("import")
 def import_(
-    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | canonical")],
+    fmt: Annotated[str, typer.Argument(help="ccxt | tardis | lobster | binance | canonical")],
     src: Annotated[Path, typer.Argument(help="source file or folder")],
     out: Annotated[Path, typer.Option(help="canonical folder to write (<table>.parquet)")],
-    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="trading date YYYY-MM-DD (lobster; default: from the file name)")
+    ] = None,
     venue: Annotated[
         str | None, typer.Option(help="venue code (default: binance/ccxt, NASDAQ/lobster)")
     ] = None,
@@ -266,12 +405,11 @@ def import_(
 ) -> None:
     """Convert exchange exports / public market data into a canonical folder, validating every row."""
     from market_surveillance.io.adapters import import_source
-    from market_surveillance.schema import SchemaError
 
     try:
         counts = import_source(src, fmt, out, date=date, venue=venue, quarantine_dir=quarantine)
-    except (SchemaError, ValueError) as exc:
-        _fail(str(exc))
+    except Exception as exc:
+        _fail(_error_line(exc))
     table = Table("table", "counts", title=f"imported {src} into {out}")
     for name, c in counts.items():
         table.add_row(name, ", ".join(f"{k}={v:,}" for k, v in c.items()))

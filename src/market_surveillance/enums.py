@@ -56,3 +56,14 @@ class Typology(StrEnum):
     POSITION_CONCENTRATION = "position_concentration"
     VOLUME_SPIKE = "volume_spike"
     BEHAVIOURAL_ANOMALY = "behavioural_anomaly"
+    MARKING_THE_CLOSE = "marking_the_close"
+
+
+class LiquidityTier(StrEnum):
+    """Liquidity tier of an instrument, from BTC-like to a thin micro-cap token (simulator and labels)."""
+
+    MAJOR = "major"
+    LARGE_CAP = "large_cap"
+    MID_CAP = "mid_cap"
+    SMALL_CAP = "small_cap"
+    MICRO_CAP = "micro_cap"

@@ -161,3 +161,18 @@ def test_cancel_to_fill_bucket_prefilter_matches_brute_force(events):
         assert any(a == acct and s <= at(ts) <= e for a, s, e in got)
     assert all((a, s) in {(x, at(ts)) for x, ts in hits} for a, s, _ in got)
     assert all((a, e) in {(x, at(ts)) for x, ts in hits} for a, _, e in got)
+
+
+def test_cancel_to_fill_surge_on_one_asset_of_busy_account_found_on_that_asset():
+    # the account fills steadily on ETH (20 fills in the window) and surges cancels on SOL only: pooled,
+    # 12 cancels / 20 fills stays under 6; per asset, SOL reads 12 cancels per (floored) fill
+    eth = [
+        {**row, "asset": "ETH-USD", "order_id": f"e{row['order_id']}"}
+        for row in _flow(0, 20, start=3_050.0, acct="c")
+    ]
+    sol = [{**row, "asset": "SOL-USD"} for row in _flow(12, 0, start=3_000.0, acct="c")]
+    out = _run(BACKGROUND + eth + sol)
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["asset"] == "SOL-USD" and row["accounts"] == ["c"]
+    assert all(o.startswith("cC") for o in row["evidence_order_ids"])

@@ -94,3 +94,19 @@ def test_message_rate_invariant_to_row_order(seed):
     shuffled = list(rows)
     rnd.shuffle(shuffled)
     assert _run(shuffled).equals(expected)
+
+
+def test_message_rate_alert_names_the_flooded_asset_not_the_smallest():
+    # the account quotes ADA-USD quietly and floods XRP-USD: the alert is on XRP-USD
+    quiet = [{**r, "asset": "ADA-USD", "order_id": "q" + r["order_id"]} for r in _burst(10, step=5.0)]
+    flood = [{**r, "asset": "XRP-USD"} for r in _burst(60)]
+    out = _run(BACKGROUND + quiet + flood)
+    assert out.num_rows == 1
+    assert out.to_pylist()[0]["asset"] == "XRP-USD"
+
+
+def test_message_rate_split_over_assets_counted_per_book():
+    # 30 + 30 instructions a minute on two books: 60 pooled, but no single book is flooded
+    a = [{**r, "asset": "ADA-USD"} for r in _burst(30, step=1.0)]
+    b = [{**r, "asset": "XRP-USD", "order_id": "b" + r["order_id"]} for r in _burst(30, step=1.0)]
+    assert _run(BACKGROUND + a + b).num_rows == 0

@@ -62,7 +62,14 @@ class AnomalyDetector:
         ``"iforest"`` (IsolationForest) or the name of any PyOD detector module (``"lof"``, ``"ecod"``,
         ``"copod"``, ``"knn"``, ``"hbos"``, ...).
     contamination : float, default 0.02
-        Expected share of anomalies, in (0, 0.5]: sets ``threshold_`` and ``labels_``.
+        Expected share of anomalies, in (0, 0.5]: sets ``threshold_`` and ``labels_`` when
+        ``threshold="quantile"``.
+    threshold : {"quantile", "robust"}, default "quantile"
+        How ``threshold_`` is fitted on the training scores. ``"quantile"``: their ``1 - contamination``
+        quantile (a fixed share is always flagged). ``"robust"``: the edge of the fitted normal range,
+        ``median + robust_z × 1.4826 × MAD`` of the scores, so a population without outliers yields none.
+    robust_z : float, default 3.5
+        Width of the normal range in robust standard deviations (``threshold="robust"``).
     random_state : int or None, default 0
         Seed handed to the model when it takes one; fixed seed → identical scores.
     log_features : "auto", sequence of column names or None, default "auto"
@@ -78,7 +85,7 @@ class AnomalyDetector:
     decision_scores_ : ndarray of shape (n_samples,)
         Outlier scores of the training data; higher = more anomalous.
     threshold_ : float
-        Score above which a sample is labelled an outlier (the ``1 - contamination`` quantile).
+        Score above which a sample is labelled an outlier (see ``threshold``).
     labels_ : ndarray of shape (n_samples,)
         1 for outliers, 0 for inliers.
     feature_names_in_ : ndarray of str
@@ -92,6 +99,8 @@ class AnomalyDetector:
         model: str = DEFAULT_MODEL,
         contamination: float = 0.02,
         random_state: int | None = 0,
+        threshold: str = "quantile",
+        robust_z: float = 3.5,
         log_features: str | Sequence[str] | None = "auto",
         scale: bool = True,
         **model_params: Any,
@@ -99,6 +108,8 @@ class AnomalyDetector:
         self.model = model
         self.contamination = contamination
         self.random_state = random_state
+        self.threshold = threshold
+        self.robust_z = robust_z
         self.log_features = log_features
         self.scale = scale
         self.model_params = model_params
@@ -109,13 +120,15 @@ class AnomalyDetector:
             "model": self.model,
             "contamination": self.contamination,
             "random_state": self.random_state,
+            "threshold": self.threshold,
+            "robust_z": self.robust_z,
             "log_features": self.log_features,
             "scale": self.scale,
             **self.model_params,
         }
 
     def set_params(self, **params: Any) -> AnomalyDetector:
-        own = {"model", "contamination", "random_state", "log_features", "scale"}
+        own = {"model", "contamination", "random_state", "threshold", "robust_z", "log_features", "scale"}
         for key, value in params.items():
             if key in own:
                 setattr(self, key, value)
@@ -139,6 +152,11 @@ class AnomalyDetector:
         c = self.contamination
         if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (0.0 < float(c) <= 0.5):
             fail("contamination", "a float in the range (0, 0.5]", c)
+        if self.threshold not in ("quantile", "robust"):
+            fail("threshold", "one of 'quantile', 'robust'", self.threshold)
+        z = self.robust_z
+        if isinstance(z, bool) or not isinstance(z, numbers.Real) or not float(z) > 0:
+            fail("robust_z", "a float in the range (0, inf)", z)
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, numbers.Integral) or rs < 0):
             fail("random_state", "None or a non-negative int", rs)
@@ -223,9 +241,19 @@ class AnomalyDetector:
         self.model_ = cls(**kwargs)
         self.model_.fit(Z)
         self.decision_scores_ = np.asarray(self.model_.decision_scores_, dtype="float64")
-        self.threshold_ = float(np.percentile(self.decision_scores_, 100 * (1 - float(self.contamination))))
+        self.threshold_ = self._fit_threshold(self.decision_scores_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
+
+    def _fit_threshold(self, scores: np.ndarray) -> float:
+        if self.threshold == "quantile":
+            return float(np.percentile(scores, 100 * (1 - float(self.contamination))))
+        med = float(np.median(scores))
+        mad = 1.4826 * float(np.median(np.abs(scores - med)))
+        if mad <= 0:
+            # more than half the scores tie: spread from the upper half instead of flagging every deviation
+            mad = float(np.percentile(scores, 75) - med) or float(scores.std()) or 1.0
+        return med + float(self.robust_z) * mad
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

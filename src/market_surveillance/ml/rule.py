@@ -42,8 +42,20 @@ MODELS = ("iforest", "ecod", "copod", "hbos", "lof", "knn", "pca", "mcd", "ocsvm
 
 @dataclass(frozen=True)
 class MLAnomalyParams(Params):
+    threshold: str = param(
+        "robust",
+        choices=("robust", "quantile"),
+        doc="alert threshold: 'robust' = outside the normal range fitted on the day's scores (median + "
+        "robust_z robust sigmas); 'quantile' = the top contamination share, whatever the day",
+    )
+    robust_z: float = param(
+        10.0, low=0.0, closed="neither", doc="width of the normal range, robust standard deviations (MAD)"
+    )
+    max_alerts_per_day: int = param(
+        10, low=0, doc="at most this many alerts per day of data, highest scores first (0: no cap)"
+    )
     contamination: float = param(
-        0.02, low=0.0, high=0.5, closed="right", doc="expected share of anomalous accounts (alert threshold)"
+        0.02, low=0.0, high=0.5, closed="right", doc="share of accounts alerted with threshold='quantile'"
     )
     model: str = param("iforest", choices=MODELS, doc="detector: IsolationForest or a PyOD model name")
     n_estimators: int = param(
@@ -75,6 +87,8 @@ def _detector(p: MLAnomalyParams) -> AnomalyDetector:
     return AnomalyDetector(
         model=p.model,
         contamination=p.contamination,
+        threshold=p.threshold,
+        robust_z=p.robust_z,
         random_state=p.random_state,
         # peer-normalised features are already logged
         log_features=None if p.peer_groups else list(HEAVY_TAILED),
@@ -110,10 +124,21 @@ def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame,
         scores = np.full(len(feats), det.decision_scores_.min())
         scores[active] = det.decision_scores_
         out["score"] = scores
-        out.loc[active, "is_anomaly"] = det.labels_.astype(bool)
+        flagged = det.labels_.astype(bool)
+        if p.max_alerts_per_day > 0:
+            # the budget: an analyst team reviews a bounded number a day, so keep the highest scores
+            span = pd.to_datetime(feats["last_ts"]).max() - pd.to_datetime(feats["first_ts"]).min()
+            days = max(1, int(np.ceil(span / pd.Timedelta(days=1)))) if pd.notna(span) else 1
+            budget = p.max_alerts_per_day * days
+            if flagged.sum() > budget:
+                order = np.lexsort((np.arange(len(flagged)), -det.decision_scores_))
+                keep = np.zeros(len(flagged), dtype=bool)
+                keep[order[:budget]] = True
+                flagged &= keep
+        out.loc[active, "is_anomaly"] = flagged
         # SHAP is the costly step (most of MS014's time): explain the top of the ranking, where an
         # analyst looks, against the whole population's medians
-        n_explain = max(int(np.ceil(p.explain_share * len(X))), int(det.labels_.sum()))
+        n_explain = max(int(np.ceil(p.explain_share * len(X))), int(flagged.sum()))
         top = np.sort(np.argsort(-det.decision_scores_, kind="stable")[:n_explain])
         Xs = X.iloc[top]
         sentences, names = describe(
@@ -197,7 +222,7 @@ class MLAnomaly(Rule):
     typology = Typology.BEHAVIOURAL_ANOMALY
     regulatory_name = "EU MAR Art. 16(2): detection of suspicious orders and transactions"
     metric = "anomaly_score"
-    threshold_param = "contamination"
+    threshold_param = "robust_z"
     Params = MLAnomalyParams
     requires = ("trades", "orders", "accounts")
     needs_trade_accounts = True

@@ -40,6 +40,16 @@ def empty_str_array() -> ir.ArrayValue:
     return ibis.literal([], type="array<string>")
 
 
+def with_asset_venue(g: ir.Table, trades: ir.Table) -> ir.Table:
+    """``g`` (rows keyed by ``asset``) with ``venue``: the venue of the asset's trades when they are all on
+    one venue, else null (the alert then judges the tape of several venues)."""
+    v = trades.group_by("asset").aggregate(venue_lo=trades.venue.min(), venue_hi=trades.venue.max())
+    v = v.select(
+        asset_of_venue=v.asset, venue=ibis.ifelse(v.venue_lo == v.venue_hi, v.venue_lo, ibis.null("string"))
+    )
+    return g.left_join(v, g.asset == v.asset_of_venue).drop("asset_of_venue")
+
+
 def null_str() -> ir.StringValue:
     return ibis.null().cast("string")
 
@@ -67,3 +77,65 @@ def order_lifecycle(orders: ir.Table) -> ir.Table:
     )
     j = new.left_join(agg, new.order_id == agg.order_id).drop("order_id_right")
     return j.mutate(filled=j.filled.fill_null(0.0))
+
+
+def alert_rows(
+    g: ir.Table,
+    *,
+    value: ir.NumericValue,
+    score: ir.NumericValue,
+    asset: ir.StringValue | None = None,
+    venue: ir.StringValue | None = None,
+    accounts: ir.ArrayValue | None = None,
+    window_start: ir.TimestampValue | None = None,
+    window_end: ir.TimestampValue | None = None,
+    evidence_trade_ids: ir.ArrayValue | None = None,
+    evidence_order_ids: ir.ArrayValue | None = None,
+    explanation: ir.StringValue | None = None,
+) -> ir.Table:
+    """The final select of a rule: one row per episode with the candidate columns.
+
+    Omitted columns take the usual defaults: ``asset``, ``window_start`` and ``window_end`` from ``g``'s
+    columns of that name; no venue; no accounts (a market-level alert); no evidence ids.
+    """
+    cols: dict[str, ir.Value] = {
+        "asset": g.asset if asset is None else asset,
+        "venue": null_str() if venue is None else venue,
+        "accounts": empty_str_array() if accounts is None else accounts,
+        "window_start": g.window_start if window_start is None else window_start,
+        "window_end": g.window_end if window_end is None else window_end,
+        "value": value.cast("float64"),
+        "score": score.cast("float64"),
+        "evidence_trade_ids": empty_str_array() if evidence_trade_ids is None else evidence_trade_ids,
+        "evidence_order_ids": empty_str_array() if evidence_order_ids is None else evidence_order_ids,
+    }
+    if explanation is not None:
+        cols["explanation"] = explanation
+    return g.select(**cols)
+
+
+def one_account(col: ir.StringValue) -> ir.ArrayValue:
+    """The ``accounts`` array of a single-account alert."""
+    return ibis.array([col])
+
+
+def asset_liquidity(trades: ir.Table) -> ir.Table:
+    """The instrument's own scale, per asset (all venues), for liquidity-relative thresholds.
+
+    Columns: ``asset``; ``med_notional``, the median trade notional; ``adv``, notional per day of the
+    asset's data (the span floored at an hour, so a short file is not extrapolated from a few minutes);
+    ``move_bps``, the median non-zero absolute price change between consecutive prints, in bps (on a
+    tape the bid-ask bounce dominates it, so it stands in for the typical spread where no quotes are
+    known; for a slow random walk it is the typical step).
+    """
+    tr = trades.mutate(_notional=trades.price * trades.qty)
+    w = ibis.window(group_by=tr.asset, order_by=[tr.ts_us, tr.trade_id])
+    prev = tr.price.lag().over(w)
+    tr = tr.mutate(_move=((tr.price - prev).abs() / prev * 10_000))
+    day_us = 86_400 * US
+    span = ibis.greatest(tr.ts_us.max() - tr.ts_us.min(), day_us // 24).cast("float64")
+    return tr.group_by("asset").aggregate(
+        med_notional=tr._notional.median(),
+        adv=tr._notional.sum() / (span / day_us),
+        move_bps=tr._move.median(where=tr._move > 0),
+    )

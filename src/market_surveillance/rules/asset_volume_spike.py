@@ -8,9 +8,9 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_asset_venue, with_episodes
+from market_surveillance.rules.bars import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.base import Params, Rule, Tables, param
-from market_surveillance.rules.pump_and_dump import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.registry import register
 
 
@@ -71,17 +71,13 @@ class AssetVolumeSpike(Rule):
             detected_at=(hits.bucket.min() + 1) * int(p.window_s * US),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            accounts=ibis.literal([], type="array<string>"),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.value.cast("float64"),
+        g = with_asset_venue(g, tr)
+        return alert_rows(
+            g,
+            venue=g.venue,
+            value=g.value,
             score=g.value.cast("float64") / p.multiple,
             evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),
-            evidence_order_ids=empty_str_array(),
             explanation=g.n.cast("string")
             + " trades, notional up to "
             + g.value.round(0).cast("string")

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules._common import US, alert_rows, one_account, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -22,7 +22,7 @@ def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
     """Events that can matter, with ``_cand`` marking cancels whose trailing window may fire.
 
     Exact trailing-window counts over every order event are the rule's cost; most accounts (market
-    makers) can be ruled out from per-(account, bucket) counts. With buckets of ``B = W // 30`` µs, a
+    makers) can be ruled out from per-(account, asset, bucket) counts. With buckets of ``B = W // 30`` µs, a
     cancel at ``t`` in bucket ``b`` has its window ``[t − W, t]`` inside buckets ``b − k … b``
     (``k = ⌈W / B⌉``) and the buckets ``b − m … b − 1`` (``m = ⌊W / B⌋ − 1``) inside it, so
     cancels ≤ ``C_ub``, messages ≤ ``M_ub`` and fills ≥ ``F_lb`` summed over those buckets; a bucket is a
@@ -36,13 +36,14 @@ def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
     k = -(-w_us // b_us)
     m = w_us // b_us - 1
     o = o.mutate(_bucket=o.ts_us - o.ts_us % b_us)
-    bk = o.group_by(["account_id", "_bucket"]).aggregate(
+    bk = o.group_by(["account_id", "asset", "_bucket"]).aggregate(
         nc=(o.event == "cancel").cast("int64").sum(),
         nf=(o.event == "fill").cast("int64").sum(),
         nm=o.count(),
     )
-    back_k = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=k * b_us, following=0)
-    back_m = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=m * b_us, following=0)
+    key = [bk.account_id, bk.asset]
+    back_k = ibis.range_window(group_by=key, order_by=bk._bucket, preceding=k * b_us, following=0)
+    back_m = ibis.range_window(group_by=key, order_by=bk._bucket, preceding=m * b_us, following=0)
     bk = bk.mutate(
         c_ub=bk.nc.sum().over(back_k),
         m_ub=bk.nm.sum().over(back_k),
@@ -54,10 +55,10 @@ def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
         & (bk.m_ub >= p.min_messages)
     )
     bk = bk.mutate(_cand=cand)
-    ahead = ibis.range_window(group_by=bk.account_id, order_by=bk._bucket, preceding=0, following=k * b_us)
+    ahead = ibis.range_window(group_by=[bk.account_id, bk.asset], order_by=bk._bucket, preceding=0, following=k * b_us)
     bk = bk.mutate(_need=bk._cand.cast("int64").max().over(ahead))
-    keep = bk.filter(bk._need > 0).select("account_id", "_bucket", "_cand")
-    return o.join(keep, ["account_id", "_bucket"]).drop("_bucket")
+    keep = bk.filter(bk._need > 0).select("account_id", "asset", "_bucket", "_cand")
+    return o.join(keep, ["account_id", "asset", "_bucket"]).drop("_bucket")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ class CancelToFill(Rule):
     """Cancel-to-fill surge.
 
     What it detects
-        An account whose cancels divided by fills (fills floored at one) reach ``ratio`` within a trailing
-        ``window_s`` while it sends at least ``min_messages`` events, evaluated at each cancel.
+        An account whose cancels divided by fills (fills floored at one) on one asset reach ``ratio`` within
+        a trailing ``window_s`` while it sends at least ``min_messages`` events on that asset, evaluated at
+        each cancel. Counted per (account, asset): an account's ordinary fills on other assets do not dilute
+        a surge on one, and the alert names the asset where it happened. The thresholds are ratios and
+        counts of the account's own messages, so they need no scaling to the instrument's liquidity.
     Why it is abusive
         Orders that are mostly cancelled never intended to trade: they signal liquidity that is not there
         (spoofing, layering, quote stuffing). EU MAR Annex II 3; exchange order-to-trade ratio limits.
@@ -100,30 +104,24 @@ class CancelToFill(Rule):
         # cancels and fills share one range-window SUM, packed as cancels·2³² + fills: each range-window
         # aggregate costs a pass of its own on DuckDB, and this rule runs over every order event
         packed = (o.event == "cancel").cast("int64") * _PACK + (o.event == "fill").cast("int64")
-        w = trailing(o, ["account_id"], p.window_s)
+        w = trailing(o, ["account_id", "asset"], p.window_s)
         o = o.mutate(_packed=packed.sum().over(w), msgs=o.event_id.count().over(w))
         o = o.mutate(cancels=o._packed >> 32, fills=o._packed & (_PACK - 1))
         o = o.mutate(r=o.cancels.cast("float64") / ibis.greatest(o.fills, 1).cast("float64"))
         # only cancels in candidate buckets have their whole trailing window in the pruned events
         hits = o.filter(o._cand & (o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages))
-        hits = with_episodes(hits, ["account_id"], p.episode_gap_s, tiebreak="event_id")
-        g = hits.group_by(["account_id", "episode"]).aggregate(
+        hits = with_episodes(hits, ["account_id", "asset"], p.episode_gap_s, tiebreak="event_id")
+        g = hits.group_by(["account_id", "asset", "episode"]).aggregate(
             value=hits.r.max(),
-            asset=hits.asset.min(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
             detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            accounts=ibis.array([g.account_id]),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
+        return alert_rows(
+            g,
+            accounts=one_account(g.account_id),
             value=g.value,
             score=g.value / p.ratio,
-            evidence_trade_ids=empty_str_array(),
             evidence_order_ids=g.evidence_order_ids,
         )

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -92,17 +92,11 @@ class CrossMarketDivergence(Rule):
             detected_at=(buckets.bucket.min() + 1) * b_us,
             evidence_trade_ids=buckets.trade_ids.collect().flatten(),
         )
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            accounts=ibis.literal([], type="array<string>"),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
+        return alert_rows(
+            g,
             value=g.value,
             score=g.value / p.max_spread,
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
             explanation=(
                 ibis.literal("max venue spread ")
                 + (g.value * 100).round(2).cast("string")

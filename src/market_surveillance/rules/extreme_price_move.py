@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, with_episodes
+from market_surveillance.rules._common import US, alert_rows, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -137,19 +137,15 @@ class ExtremePriceMove(Rule):
             detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
+        g = with_asset_venue(g, t["trades"])
         direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
-            accounts=ibis.literal([], type="array<string>"),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.value.cast("float64"),
+        # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
+        return alert_rows(
+            g,
+            venue=g.venue,
+            value=g.value,
             score=g.value.cast("float64") / p.sigma,
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
             explanation=g.n.cast("string")
             + " print(s) up to "
             + g.value.round(1).cast("string")

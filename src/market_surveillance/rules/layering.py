@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, order_lifecycle, with_episodes
+from market_surveillance.rules._common import US, alert_rows, one_account, order_lifecycle, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -132,15 +132,11 @@ class Layering(Rule):
             detected_at=ladders.end.min(),
             evidence_order_ids=ladders.members.collect().flatten(),
         )
-        return g.select(
-            asset=g.asset,
+        return alert_rows(
+            g,
             venue=g.venue,
-            accounts=ibis.array([g.account_id]),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.value.cast("float64"),
+            accounts=one_account(g.account_id),
+            value=g.value,
             score=g.value.cast("float64") / p.min_levels,
-            evidence_trade_ids=empty_str_array(),
             evidence_order_ids=g.evidence_order_ids,
         )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules._common import alert_rows, one_account, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -26,7 +25,10 @@ class MessageRate(Rule):
 
     What it detects
         An account sending more than ``max_messages`` order instructions (new orders and cancels; fills are
-        the venue's messages, not the account's) within any trailing ``window_s`` seconds.
+        the venue's messages, not the account's) on one asset within any trailing ``window_s`` seconds.
+        Counted per (account, asset), so the alert names the book that was flooded; a flood spread thinly
+        over many books is the venue's throttling matter, not this rule's. The limit is a message count,
+        like the venues' own per-instrument rate limits, not a size, so it needs no liquidity scaling.
     Why it is abusive
         Floods slow the matching engine and other participants' market data, hiding the account's real
         intent or creating latency arbitrage. EU MAR Annex II 3(a)/(b) and RTS 2017/565 order-to-trade
@@ -50,27 +52,20 @@ class MessageRate(Rule):
     def candidates(self, t: Tables, p: MessageRateParams) -> ir.Table:
         o = t["orders"]
         o = o.filter(o.account_id.notnull() & o.event.isin(["new", "cancel"]))
-        o = o.mutate(n=o.event_id.count().over(trailing(o, ["account_id"], p.window_s)))
-        hits = with_episodes(
-            o.filter(o.n > p.max_messages), ["account_id"], p.episode_gap_s, tiebreak="event_id"
-        )
-        g = hits.group_by(["account_id", "episode"]).aggregate(
+        keys = ["account_id", "asset"]
+        o = o.mutate(n=o.event_id.count().over(trailing(o, keys, p.window_s)))
+        hits = with_episodes(o.filter(o.n > p.max_messages), keys, p.episode_gap_s, tiebreak="event_id")
+        g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.n.max(),
-            asset=hits.asset.min(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
             detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            accounts=ibis.array([g.account_id]),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.value.cast("float64"),
+        return alert_rows(
+            g,
+            accounts=one_account(g.account_id),
+            value=g.value,
             score=g.value.cast("float64") / p.max_messages,
-            evidence_trade_ids=empty_str_array(),
             evidence_order_ids=g.evidence_order_ids,
         )

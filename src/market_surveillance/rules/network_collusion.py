@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, empty_str_array, with_episodes
+from market_surveillance.rules._common import US, account_trades, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -146,15 +146,10 @@ class NetworkCollusion(Rule):
             detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_ids.collect().flatten().unique(),
         )
-        return g.select(
-            asset=g.asset,
-            venue=ibis.null().cast("string"),
+        return alert_rows(
+            g,
             accounts=g.accounts,
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.value.cast("float64"),
+            value=g.value,
             score=g.value.cast("float64") / p.min_accounts,
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
         )

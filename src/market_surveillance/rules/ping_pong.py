@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import empty_str_array, trailing, with_episodes
+from market_surveillance.rules._common import alert_rows, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -87,15 +87,11 @@ class PingPong(Rule):
             detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
-        return e.select(
-            asset=e.asset,
+        return alert_rows(
+            e,
             venue=e.venue,
             accounts=ibis.array([e.acc_a, e.acc_b]),
-            window_start=e.window_start,
-            window_end=e.window_end,
-            detected_at=e.detected_at,
-            value=e.value.cast("float64"),
+            value=e.value,
             score=e.value.cast("float64") / p.min_trades,
             evidence_trade_ids=e.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
         )

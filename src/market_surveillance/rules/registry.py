@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from market_surveillance.rules.base import Rule
 
 _REGISTRY: dict[str, type[Rule]] = {}
 
-#: Modules holding rules, imported on first use. Order is the order of `market-surveillance rules`.
-RULE_MODULES = (
-    "market_surveillance.rules.self_trade",
-    "market_surveillance.rules.ping_pong",
-    "market_surveillance.rules.extreme_price_move",
-    "market_surveillance.rules.volume_spike",
-    "market_surveillance.rules.spoofing",
-    "market_surveillance.rules.front_running",
-    "market_surveillance.rules.account_deviation",
-    "market_surveillance.rules.position_concentration",
-    "market_surveillance.rules.message_rate",
-    "market_surveillance.rules.cancel_to_fill",
-    "market_surveillance.rules.layering",
-    "market_surveillance.rules.cross_market_divergence",
-    "market_surveillance.rules.network_collusion",
-    "market_surveillance.ml.rule",
-    "market_surveillance.rules.pump_and_dump",
-    "market_surveillance.rules.asset_volume_spike",
-    "market_surveillance.rules.rush_order_pump",
-)
+#: Packages whose modules are scanned for rules (pkgutil): a new rule is one module, nothing to list.
+RULE_PACKAGES = ("market_surveillance.rules", "market_surveillance.ml")
 
 #: rule ids are never reused; a retired rule keeps its id here.
 RESERVED_IDS = {
@@ -47,7 +30,17 @@ RESERVED_IDS = {
     "MS014": "ml_anomaly",
     "MS015": "pump_and_dump",
     "MS016": "asset_volume_spike",
-    # MS017–MS029: issue 12; MS030–MS039: issue 16; MS040–MS044: issue 13 (online surveillance)
+    # account-free (market-level) rules for order-book data without accounts
+    "MS030": "spoofing_orders",
+    "MS031": "layering_orders",
+    "MS032": "message_burst",
+    "MS033": "level_message_burst",
+    "MS034": "order_to_trade",
+    "MS035": "cancel_to_fill_market",
+    "MS036": "large_order_fill_rate",
+    "MS017": "owner_linked_trade",
+    "MS018": "marking_the_close",
+    # MS040–MS044: issue 13 (online surveillance)
     "MS040": "rush_order_pump",
 }
 
@@ -71,21 +64,34 @@ def register(cls: type[Rule]) -> type[Rule]:
     return cls
 
 
+def rule_modules() -> list[str]:
+    """Every public module of :data:`RULE_PACKAGES` (helpers prefixed ``_`` skipped), in name order."""
+    names = []
+    for pkg_name in RULE_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_") and not info.ispkg:
+                names.append(f"{pkg_name}.{info.name}")
+    return sorted(names)
+
+
+_loaded = False
+
+
 def _load() -> None:
-    for mod in RULE_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            # a rule module not written yet is simply absent; a missing dependency inside one is a bug
-            if exc.name != mod:
-                raise
+    global _loaded
+    if _loaded:
+        return
+    for mod in rule_modules():
+        importlib.import_module(mod)
+    _loaded = True
 
 
 def all_rules() -> list[type[Rule]]:
-    """Registered rule classes in registry order."""
+    """Registered rule classes in ledger order (:data:`RESERVED_IDS`), unlisted ids last by id."""
     _load()
     order = {name: i for i, name in enumerate(RESERVED_IDS.values())}
-    return sorted(_REGISTRY.values(), key=lambda c: order.get(c.name, len(order)))
+    return sorted(_REGISTRY.values(), key=lambda c: (order.get(c.name, len(order)), c.rule_id))
 
 
 def get_rule(key: str) -> type[Rule]:

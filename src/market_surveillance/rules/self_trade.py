@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import empty_str_array, with_episodes
+from market_surveillance.rules._common import alert_rows, one_account, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -62,15 +62,11 @@ class SelfTrade(Rule):
             evidence_trade_ids=s.trade_id.collect(),
         )
         g = g.filter(g.n >= p.min_trades)
-        return g.select(
-            asset=g.asset,
+        return alert_rows(
+            g,
             venue=g.venue,
-            accounts=ibis.array([g.buyer_id]),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.detected_at,
-            value=g.n.cast("float64"),
+            accounts=one_account(g.buyer_id),
+            value=g.n,
             score=g.n.cast("float64") * (1 + g.notional.log10().clip(lower=0)),
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
         )

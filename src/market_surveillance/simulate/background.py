@@ -14,6 +14,7 @@ account except a few two-account households, and stationary activity through the
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,7 @@ class BackgroundPopulation:
     takers: dict[Segment, np.ndarray] = field(default_factory=dict)
     weights: dict[Segment, np.ndarray] = field(default_factory=dict)
     makers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    siblings: dict[str, list[str]] = field(default_factory=dict)  # owner -> its accounts, multi-account owners
 
     @property
     def all_ids(self) -> list[str]:
@@ -81,14 +83,58 @@ def create_population(ctx: SimContext, pop: Population, rng: np.random.Generator
     return out
 
 
+def assign_owners(ctx: SimContext, bg: BackgroundPopulation, rng: np.random.Generator) -> None:
+    """Beneficial owners holding several innocent accounts (every other account is its own owner).
+
+    * Trading firms: one market-making account plus one or two institutional/proprietary taker accounts
+      (desks of one legal entity). The takers never fill their own firm's quotes (see ``_book``).
+    * Retail customers with a main account and a sub-account on the same device.
+
+    Accounts of one owner never trade with each other in the background: any such trade is wash trading
+    by definition, so it only appears in labelled scenarios.
+    """
+    makers = [m for ids in bg.makers.values() for m in ids]
+    takers = list(bg.takers[Segment.INSTITUTIONAL]) + list(bg.takers[Segment.PROPRIETARY])
+    n_firms = min(max(2, len(makers) // 6), len(makers), len(takers) // 2)
+    mm_pick = rng.choice(len(makers), size=n_firms, replace=False)
+    tk_pick = iter(rng.permutation(len(takers)).tolist())
+    for i in mm_pick:
+        owner = ctx.accounts.owner_of(makers[int(i)])
+        bg.siblings[owner] = [makers[int(i)]]
+        for _ in range(int(rng.integers(1, 3))):
+            tk = takers[next(tk_pick)]
+            ctx.accounts.set_owner(tk, owner)
+            bg.siblings[owner].append(tk)
+    # customers outside the two-account households, so no device ever links three accounts
+    acc = ctx.accounts
+    shared = {d for d, k in Counter(acc.net_device).items() if k > 1}
+    in_household = {a for a, d in zip(acc.net_account, acc.net_device, strict=True) if d in shared}
+    retail = np.array([a for a in bg.takers[Segment.RETAIL] if a not in in_household], dtype=object)
+    n_pairs = max(1, len(retail) // 60)
+    for a, b in rng.choice(len(retail), size=2 * n_pairs, replace=False).reshape(-1, 2):
+        ctx.accounts.set_owner(retail[b], ctx.accounts.owner_of(retail[a]))
+        bg.siblings[ctx.accounts.owner_of(retail[a])] = [retail[a], retail[b]]
+        dev = ctx.accounts.net_device[ctx.accounts.net_account.index(retail[a])]
+        ctx.accounts.link(retail[b], device_id=dev)
+
+
 def generate_background(
     ctx: SimContext, n_trades: int, bg: BackgroundPopulation, rng: np.random.Generator
 ) -> None:
     """Append the background orders and trades of the whole day to ``ctx.tape``."""
     u = ctx.universe
     books = [(a, v) for a in u.assets for v in u.venues]
-    p = np.array([a.weight for a, _ in books], dtype=float)
-    per_book = rng.multinomial(n_trades, p / p.sum())
+    # thin books with a fixed pace keep it at any scale; the others share the remaining trades by weight
+    minutes = (u.end_us - u.start_us) / (60 * US)
+    fixed = np.array([a.trades_per_min is not None for a, _ in books])
+    per_book = np.zeros(len(books), dtype=np.int64)
+    if fixed.any():
+        lam = np.array([(a.trades_per_min or 0.0) * minutes / len(u.venues) for a, _ in books])
+        per_book[fixed] = rng.poisson(lam[fixed])
+    rest = max(n_trades - int(per_book.sum()), 0)
+    if (~fixed).any():
+        p = np.array([a.weight for a, _ in books], dtype=float)[~fixed]
+        per_book[~fixed] = rng.multinomial(rest, p / p.sum())
     seg_list = list(TAKERS)
     seg_share = np.array([TAKERS[s][0] for s in seg_list])
     for (asset, venue), n_k in zip(books, per_book, strict=True):
@@ -125,13 +171,26 @@ def _book(ctx, asset, venue, n_k, bg, rng, seg_list, seg_share) -> None:  # type
         ids, w = bg.takers[seg], bg.weights[seg]
         taker[sel] = ids[rng.choice(len(ids), size=len(sel), p=w)]
         _, med, cap = TAKERS[seg]
-        notional[sel] = np.minimum(rng.lognormal(np.log(med), 0.9, len(sel)), cap)
+        notional[sel] = np.minimum(rng.lognormal(np.log(med), 0.9, len(sel)), cap) * asset.notional_scale
+    # a taker never fills its own firm's quote: such trades go to another maker of the book (owner-linked
+    # trades in the background would be true hits of owner-linked wash-trade detection, not noise)
+    owners = ctx.accounts.owners
+    index = {a: i for i, a in enumerate(ctx.accounts.ids)} if n_mm > 1 else {}
+    for j, mk in enumerate(makers if n_mm > 1 else []):
+        own = owners[index[mk]]
+        siblings = [a for a in bg.siblings.get(own, ()) if a != mk]
+        if siblings:
+            hit = (m == j) & np.isin(taker, siblings)
+            if hit.any():
+                m[hit] = (j + 1) % n_mm
+                cyc[hit] = (t[hit] - u.start_us - offset[m[hit]]) // r_us
+                price[hit] = mid[cyc[hit]] * np.where(buy[hit], 1.0 + half[m[hit]], 1.0 - half[m[hit]])
     qty = np.round(notional / price, 8)
     qty = np.maximum(qty, 1e-8)
 
     # quote size: comfortably above what a quote is expected to trade before its refresh
     exp_fills = n_k / max(n_cycles, 1) / (2 * n_mm)
-    quote_qty = max(30.0 * asset.typical_qty, 6.0 * max(exp_fills, 1.0) * float(qty.mean()))
+    quote_qty = max(30.0 * asset.typical_qty, 6.0 * max(exp_fills, 1.0) * (float(qty.mean()) if n_k else 0.0))
     quote_side = np.where(buy, 1, 0)  # aggressor buy hits the maker's ask (sell quote)
     key = (m * 2 + quote_side) * n_cycles + cyc
     order = np.lexsort((t, key))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from market_surveillance.enums import OrderEvent, Segment, Side, Typology
+from market_surveillance.enums import LiquidityTier, OrderEvent, Segment, Side, Typology
 from market_surveillance.schema import conform
 
 US = 1_000_000  # microseconds per second
@@ -34,6 +34,11 @@ class AssetSpec:
     typical_qty: float  # median background trade size, base units
     thin: bool = False  # low-float, low-liquidity token (pump & dump target)
     weight: float = 1.0  # share of background activity
+    tier: str = ""  # LiquidityTier value; "" = inferred (see Universe.tier_of)
+    # multiplies background ticket sizes and scenario USD knobs: a thin token's tickets are smaller
+    notional_scale: float = 1.0
+    # fixed background trades per minute (all venues); None = its ``weight`` share of the day's trades
+    trades_per_min: float | None = None
 
 
 @dataclass
@@ -43,6 +48,9 @@ class Universe:
     start_us: int  # epoch microseconds
     end_us: int
     grid_s: int = 1  # resolution of price paths, seconds
+    # benchmark fixings as UTC times of day "HH:MM": the daily candle close by default; a venue may add its
+    # perpetual funding snapshots (08:00, 16:00) or an index fixing
+    fixing_times: tuple[str, ...] = ("00:00",)
 
     @property
     def n_grid(self) -> int:
@@ -57,6 +65,26 @@ class Universe:
     @property
     def thin_assets(self) -> list[AssetSpec]:
         return [a for a in self.assets if a.thin]
+
+    def tier_of(self, name: str) -> str:
+        """The asset's liquidity tier (declared, else small_cap for a thin token and large_cap otherwise)."""
+        a = self.asset(name)
+        if a.tier:
+            return a.tier
+        return LiquidityTier.SMALL_CAP.value if a.thin else LiquidityTier.LARGE_CAP.value
+
+    def fixings_us(self) -> list[int]:
+        """Every fixing instant in ``(start_us, end_us]`` (a fixing at the day's end is its daily close)."""
+        day_us = 86_400 * US
+        out = []
+        for hhmm in self.fixing_times:
+            h, m = (int(x) for x in hhmm.split(":"))
+            t = self.start_us - self.start_us % day_us + (h * 3600 + m * 60) * US
+            while t <= self.end_us:
+                if t > self.start_us:
+                    out.append(t)
+                t += day_us
+        return sorted(out)
 
 
 class PricePaths:
@@ -111,6 +139,7 @@ class Accounts:
     ids: list[str] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
     baselines: list[float] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
     net_account: list[str] = field(default_factory=list)
     net_device: list[str] = field(default_factory=list)
     net_subnet: list[str] = field(default_factory=list)
@@ -125,12 +154,15 @@ class Accounts:
         device_id: str | None = None,
         ip_subnet: str | None = None,
         prefix: str = "A",
+        owner_id: str | None = None,
     ) -> str:
-        """Create an account (with its own device and subnet unless shared ones are given)."""
+        """Create an account (with its own device and subnet unless shared ones are given, and its own
+        beneficial owner unless ``owner_id`` names an existing one)."""
         account_id = f"{prefix}{len(self.ids):06d}"
         self.ids.append(account_id)
         self.segments.append(segment.value)
         self.baselines.append(float(baseline_hourly_notional))
+        self.owners.append(owner_id or f"OWN{len(self.ids) - 1:06d}")
         self.net_account.append(account_id)
         self.net_device.append(device_id or self.new_device())
         self.net_subnet.append(ip_subnet or self.new_subnet())
@@ -153,6 +185,12 @@ class Accounts:
 
     def segment_of(self, account_id: str) -> str:
         return self.segments[self.ids.index(account_id)]
+
+    def owner_of(self, account_id: str) -> str:
+        return self.owners[self.ids.index(account_id)]
+
+    def set_owner(self, account_id: str, owner_id: str) -> None:
+        self.owners[self.ids.index(account_id)] = owner_id
 
 
 class Tape:
@@ -365,6 +403,8 @@ class Labels:
         accounts: list[str],
         start_us: int,
         end_us: int,
+        variant: str | None = None,
+        tier: str | None = None,
     ) -> str:
         scenario_id = f"S{len(self.rows):04d}-{typology.value}"
         self.rows.append(
@@ -376,12 +416,15 @@ class Labels:
                 "accounts": sorted(accounts),
                 "start_ts": start_us,
                 "end_ts": end_us,
+                "variant": variant,
+                "tier": tier,
             }
         )
         return scenario_id
 
     def to_table(self) -> pa.Table:
-        cols = {k: [r[k] for r in self.rows] for k in ("scenario_id", "typology", "asset", "venue", "accounts")}
+        keys = ("scenario_id", "typology", "asset", "venue", "accounts", "variant", "tier")
+        cols = {k: [r.get(k) for r in self.rows] for k in keys}
         return conform(
             "labels",
             {

@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from market_surveillance.schema import conform
-from market_surveillance.simulate.background import create_population, generate_background
+from market_surveillance.schema import conform, encode_csv
+from market_surveillance.simulate.background import assign_owners, create_population, generate_background
 from market_surveillance.simulate.context import (
     Accounts,
     Labels,
@@ -22,7 +22,12 @@ from market_surveillance.simulate.context import (
     Tape,
     component_rng,
 )
-from market_surveillance.simulate.universe import Population, default_universe, n_background_trades
+from market_surveillance.simulate.universe import (
+    Population,
+    default_universe,
+    n_background_trades,
+    random_universe,
+)
 
 TABLE_ORDER = ("trades", "orders", "accounts", "network", "positions", "assets", "labels")
 
@@ -34,23 +39,29 @@ def simulate(
     scenario_counts: Mapping[str, int] | None = None,
     *,
     inject: bool = True,
+    world: str = "reference",
 ) -> dict[str, pa.Table]:
     """Every canonical table of one simulated day (deterministic for a given seed).
 
-    ``scenario_counts`` overrides how many instances of each scenario are injected (by scenario name);
-    ``inject=False`` gives clean background flow only.
+    ``world`` is ``reference`` (the fixed five-asset universe and its scenarios) or ``random`` (a universe
+    drawn over the liquidity tiers from the seed, with every variant of every typology); see
+    ``simulate.scenarios``. ``scenario_counts`` overrides how many instances are injected (by scenario
+    name or ``"scenario:variant"``); ``inject=False`` gives a clean world: background flow only.
     """
+    from market_surveillance.simulate.scenarios import WORLDS, inject_all
+
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}: use one of {', '.join(WORLDS)}")
     n = n_background_trades(scale, trades)
     seed_seq = np.random.SeedSequence(seed)
-    u = default_universe()
+    u = default_universe() if world == "reference" else random_universe(component_rng(seed_seq, "universe"))
     ctx = SimContext(
         u, PricePaths(u, component_rng(seed_seq, "prices")), Accounts(), Tape(), Labels(), seed_seq
     )
     bg = create_population(ctx, Population.for_trades(n), ctx.rng("population"))
+    assign_owners(ctx, bg, ctx.rng("owners"))
     if inject:
-        from market_surveillance.simulate.scenarios import inject_all
-
-        inject_all(ctx, scenario_counts)
+        inject_all(ctx, scenario_counts, world=world)
     generate_background(ctx, n, bg, ctx.rng("background"))
     trades_t, orders_t = ctx.tape.to_tables()
     accounts = _accounts(ctx, trades_t, set(bg.all_ids), ctx.rng("baselines"))
@@ -100,6 +111,7 @@ def _accounts(ctx: SimContext, trades: pa.Table, background: set[str], rng: np.r
             "account_id": pa.array(ctx.accounts.ids, pa.string()),
             "segment": pa.array(ctx.accounts.segments, pa.string()),
             "baseline_hourly_notional": pa.array(np.round(baselines, 2), pa.float64()),
+            "owner_id": pa.array(ctx.accounts.owners, pa.string()),
         },
     )
 
@@ -152,6 +164,9 @@ def generate_to_dir(
     csv: bool | None = None,
     progress: bool = False,
     scenario_counts: Mapping[str, int] | None = None,
+    *,
+    world: str = "reference",
+    inject: bool = True,
 ) -> dict[str, int]:
     """Simulate and write every table as ``<table>.parquet`` (and ``.csv`` when asked, by default at small
     scale). Same seed ⇒ byte-identical Parquet files. Returns rows per table."""
@@ -164,14 +179,14 @@ def generate_to_dir(
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as prog:
             task = prog.add_task("simulating the trading day", total=len(TABLE_ORDER) + 1)
-            tables = simulate(seed, scale, trades, scenario_counts)
+            tables = simulate(seed, scale, trades, scenario_counts, inject=inject, world=world)
             prog.advance(task)
             for name in TABLE_ORDER:
                 prog.update(task, description=f"writing {name}")
                 _write(out, name, tables[name], csv)
                 prog.advance(task)
     else:
-        tables = simulate(seed, scale, trades, scenario_counts)
+        tables = simulate(seed, scale, trades, scenario_counts, inject=inject, world=world)
         for name in TABLE_ORDER:
             _write(out, name, tables[name], csv)
     return {name: tables[name].num_rows for name in TABLE_ORDER}
@@ -181,10 +196,6 @@ def _write(out: Path, name: str, table: pa.Table, csv: bool) -> None:
     # no wall-clock metadata: identical input gives identical bytes
     pq.write_table(table, out / f"{name}.parquet", compression="zstd", store_schema=True)
     if csv:
-        flat = table
-        if "accounts" in table.column_names:
-            idx = table.schema.get_field_index("accounts")
-            flat = table.set_column(idx, "accounts", pc.binary_join(table["accounts"], ";"))
-        pacsv.write_csv(flat, out / f"{name}.csv")
+        pacsv.write_csv(encode_csv(table), out / f"{name}.csv")  # lists as JSON arrays (docs/schema.md)
     else:
         (out / f"{name}.csv").unlink(missing_ok=True)

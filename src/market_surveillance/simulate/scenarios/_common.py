@@ -7,7 +7,9 @@ Every knob of an injector is a ``(low, high)`` range; each instance draws its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +97,114 @@ def liquid_assets(ctx: SimContext) -> list[str]:
 def thin_assets(ctx: SimContext) -> list[str]:
     names = [a.asset for a in ctx.universe.thin_assets]
     return names or [min(ctx.universe.assets, key=lambda a: a.float_qty * a.start_price).asset]
+
+
+def variants(default: str, **table: dict[str, Any]) -> Callable[[Callable[..., list[str]]], Callable[..., list[str]]]:
+    """Declare an injector's variants: ``default`` runs with the injector's own keyword defaults, every
+    other variant with the knob values of ``table[name]`` (explicit keywords of the caller still win).
+
+    The wrapped injector takes ``variant=`` and exposes ``.variants`` (names, default first) and
+    ``.variant_knobs``; the injector body receives the variant name for its label and RNG stream.
+    """
+    names = (default, *table)
+
+    def deco(fn: Callable[..., list[str]]) -> Callable[..., list[str]]:
+        @functools.wraps(fn)
+        def wrapper(ctx: SimContext, *, variant: str = default, **knobs: Any) -> list[str]:
+            if variant not in names:
+                raise ValueError(f"unknown {fn.__module__.rsplit('.', 1)[-1]} variant {variant!r}; known: {', '.join(names)}")
+            return fn(ctx, variant=variant, **{**table.get(variant, {}), **knobs})
+
+        wrapper.variants = names  # type: ignore[attr-defined]
+        wrapper.variant_knobs = {default: {}, **table}  # type: ignore[attr-defined]
+        return wrapper
+
+    return deco
+
+
+def scenario_rng(ctx: SimContext, name: str, variant: str, default_variant: str) -> np.random.Generator:
+    """The injector's own RNG; a non-default variant gets a stream of its own, so adding or removing a
+    variant never changes the instances of another."""
+    return ctx.rng(f"scenario:{name}" if variant == default_variant else f"scenario:{name}:{variant}")
+
+
+def asset_pool(
+    ctx: SimContext, asset: str | None, tiers: Sequence[str] | None, default: list[str]
+) -> list[str]:
+    """Candidate assets of an injection: the pinned one, else those of the given liquidity tiers (when the
+    universe has any), else the injector's default pool."""
+    if asset:
+        return [asset]
+    if tiers:
+        names = [a.asset for a in ctx.universe.assets if ctx.universe.tier_of(a.asset) in set(tiers)]
+        if names:
+            return names
+    return default
+
+
+def usd_scale(ctx: SimContext, asset: str) -> float:
+    """Multiplier of an injector's USD knobs on ``asset``: its ``notional_scale`` (1 for the majors), so a
+    scenario on a thin token trades tickets of that token's size, not a major's."""
+    return float(ctx.universe.asset(asset).notional_scale)
+
+
+def busy_flow(
+    ctx: SimContext,
+    rng: np.random.Generator,
+    account: str,
+    assets: Sequence[str],
+    fills_per_hour: float,
+    notional: Range,
+    cancel_share: float,
+    avoid: tuple[int, int] | None = None,
+) -> None:
+    """An account's ordinary all-day activity on ``assets`` (untagged, like any innocent flow): passive
+    orders at the venue price that an innocent taker fills a moment later, plus a share of orders pulled
+    after a while. It is the cover of an account whose abuse happens on another asset."""
+    u = ctx.universe
+    for a in assets:
+        s = usd_scale(ctx, a)
+        n = int(rng.poisson(fills_per_hour * (u.end_us - u.start_us) / HOUR_US))
+        times = np.sort(rng.integers(u.start_us + MINUTE_US, u.end_us - 2 * MINUTE_US, n))
+        for t in times:
+            t = int(t)
+            v = pick(rng, u.venues)
+            side = random_side(rng)
+            px = sig(ctx.price(a, v, t))
+            qty = sig(draw(rng, notional) * s / px)
+            if rng.random() < cancel_share:
+                life = int(rng.uniform(20, 120) * US)
+                oid = ctx.tape.new(t, v, a, account, side, sig(passive_price(ctx, a, v, side, t, life, 5.0)), qty)
+                ctx.tape.cancel(t + life, oid)
+                continue
+            cp = counterparty(ctx, rng, px * qty, a, v)
+            ctx.tape.cross(t + GENUINE_REST_US, v, a, account, cp, opposite(side), px, qty, resting_delay_us=GENUINE_REST_US)
+
+
+def cover_flow(
+    ctx: SimContext,
+    rng: np.random.Generator,
+    acct: str,
+    asset: str,
+    n_assets: IntRange,
+    fills_per_hour: Range,
+    notional: Range,
+) -> None:
+    """The all-day cover flow (:func:`busy_flow`) of an account on ``n_assets`` assets other than ``asset``."""
+    k = draw_int(rng, n_assets)
+    others = [x.asset for x in ctx.universe.assets if x.asset != asset]
+    if k and others:
+        chosen = [others[int(i)] for i in rng.choice(len(others), size=min(k, len(others)), replace=False)]
+        busy_flow(ctx, rng, acct, chosen, draw(rng, fills_per_hour), notional, cancel_share=0.1)
+
+
+def reserve(ctx: SimContext, asset: str, start_us: int, end_us: int, margin_us: int) -> bool:
+    """Reserve ``[start_us, end_us]`` on ``asset`` for an injection at a fixed time, if it is free."""
+    for a, rs, re in ctx.reserved:
+        if a == asset and not (end_us + margin_us < rs or start_us > re + margin_us):
+            return False
+    ctx.reserved.append((asset, start_us, end_us))
+    return True
 
 
 ACCOUNT_MARGIN_US = 5 * MINUTE_US
@@ -201,12 +311,20 @@ class Injection:
     and track the first/last event time, which become the label's ``start_ts`` / ``end_ts``."""
 
     def __init__(
-        self, ctx: SimContext, typology: Typology, asset: str, venue: str | None, accounts: list[str]
+        self,
+        ctx: SimContext,
+        typology: Typology,
+        asset: str,
+        venue: str | None,
+        accounts: list[str],
+        variant: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.asset = asset
         self.venue = venue
-        self.scenario_id = ctx.labels.add(typology, asset, venue, list(accounts), 0, 0)
+        self.scenario_id = ctx.labels.add(
+            typology, asset, venue, list(accounts), 0, 0, variant=variant, tier=ctx.universe.tier_of(asset)
+        )
         self._row = ctx.labels.rows[-1]
         self.first: int | None = None
         self.last: int | None = None

@@ -1,16 +1,28 @@
 """Front-running: an account trades just ahead of a large aggressive print by another account (an
-institution's block) and exits within minutes once the print has moved the price."""
+institution's block) and exits within minutes once the print has moved the price.
+
+Variants (``variant=``):
+
+* ``aggressive_exit`` — the front-runner unwinds with a marketable order at the moved price;
+* ``passive_exit`` — it unwinds with a limit order resting at the moved price that an innocent taker fills;
+* ``small_profit`` — on a tight-spread major, a small block moving the price 6–15 bps: the profit is a few
+  spreads, not tens of basis points.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from market_surveillance.enums import Segment, Side, Typology
 from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.scenarios._common import (
+    GENUINE_REST_US,
     MINUTE_US,
     Injection,
     Range,
+    asset_pool,
     book_makers,
     counterparty,
     draw,
@@ -19,8 +31,18 @@ from market_surveillance.simulate.scenarios._common import (
     pick,
     pick_slot,
     random_side,
+    scenario_rng,
     sig,
+    usd_scale,
+    variants,
 )
+
+SMALL_PROFIT = {
+    "move_bps": (6, 15),
+    "large_multiple": (15, 30),
+    "large_notional": (40_000, 120_000),
+    "tiers": ("major",),
+}
 
 
 def _desk_flow(
@@ -48,10 +70,12 @@ def _desk_flow(
         ctx.tape.cross(int(t), v, asset, cp, desk, random_side(rng), px, qty)
 
 
+@variants("aggressive_exit", passive_exit={}, small_profit=SMALL_PROFIT)
 def inject(
     ctx: SimContext,
     *,
     count: int = 3,
+    variant: str = "aggressive_exit",
     entry_notional: Range = (10_000, 40_000),
     lead_s: Range = (2, 25),
     large_notional: Range = (120_000, 300_000),
@@ -66,6 +90,7 @@ def inject(
     baseline_hourly: Range = (20_000, 80_000),
     asset: str | None = None,
     venue: str | None = None,
+    tiers: Sequence[str] | None = None,
 ) -> list[str]:
     """Inject ``count`` front-running instances; returns their scenario ids.
 
@@ -89,8 +114,15 @@ def inject(
     exit_after_s
         Seconds after the print at which the front-runner unwinds at the moved price (rule: within
         300 s, profit ≥ 25 bps).
+    variant
+        ``aggressive_exit`` (these defaults), ``passive_exit`` (exit by a resting order) or
+        ``small_profit`` (:data:`SMALL_PROFIT`: a 6–15 bps move on a major, aggressive exit; explicit
+        knobs still win).
+    asset, venue, tiers
+        Pin the instrument / venue, or prefer assets of these liquidity tiers. USD knobs are multiplied by
+        the asset's ``notional_scale``.
     """
-    rng = ctx.rng("scenario:front_running")
+    rng = scenario_rng(ctx, "front_running", variant, "aggressive_exit")
     u = ctx.universe
     ids: list[str] = []
     desks: list[tuple[str, str, float, float, int]] = []
@@ -99,25 +131,28 @@ def inject(
         ramp = int(draw(rng, impact_s) * US)
         hold = int(draw(rng, hold_min) * MINUTE_US)
         fade = int(draw(rng, fade_min) * MINUTE_US)
-        a, t0 = pick_slot(ctx, rng, lead + ramp + hold + fade, [asset] if asset else liquid_assets(ctx))
+        a, t0 = pick_slot(
+            ctx, rng, lead + ramp + hold + fade, asset_pool(ctx, asset, tiers, liquid_assets(ctx))
+        )
         v = venue or pick(rng, u.venues)
         spec = u.asset(a)
-        acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
-        inj = Injection(ctx, Typology.FRONT_RUNNING, a, v, [acct])
+        s = usd_scale(ctx, a)
+        acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly) * s)
+        inj = Injection(ctx, Typology.FRONT_RUNNING, a, v, [acct], variant=variant)
         d = random_side(rng)
         sign = 1.0 if d is Side.BUY else -1.0
         move = draw(rng, move_bps) * 1e-4
 
         # entry just ahead of the block
         p0 = ctx.price(a, v, t0)
-        _, entry = inj.take(rng, t0, acct, d, p0, draw(rng, entry_notional) / p0)
+        _, entry = inj.take(rng, t0, acct, d, p0, draw(rng, entry_notional) * s / p0)
         entry_qty = float(ctx.tape.order_info[entry][5])
         entry_px = float(ctx.tape.order_info[entry][4])
 
         # the block by an innocent institution, against a market maker, and its price impact
         t1 = t0 + lead
         p1 = ctx.price(a, v, t1) * (1 + sign * 2e-4)
-        large = max(draw(rng, large_notional), draw(rng, large_multiple) * spec.typical_qty * p1)
+        large = max(draw(rng, large_notional) * s, draw(rng, large_multiple) * spec.typical_qty * p1)
         g = u.grid_s * US
         factors = 1 + sign * move * np.concatenate(
             [
@@ -139,7 +174,11 @@ def inject(
         p2 = ctx.price(a, v, t2)
         target = entry_px * (1 + sign * move)
         p2 = max(p2, target) if d is Side.BUY else min(p2, target)
-        inj.take(rng, t2, acct, opposite(d), p2, entry_qty)
+        if variant == "passive_exit":
+            # the exit order rests at the moved price and an innocent taker fills it
+            inj.provide(rng, t2, acct, opposite(d), p2, entry_qty, resting_delay_us=GENUINE_REST_US)
+        else:
+            inj.take(rng, t2, acct, opposite(d), p2, entry_qty)
         ids.append(inj.finish())
     # the desks' all-day flows are priced once every instance has shifted its path, like the background
     for desk in desks:

@@ -1,7 +1,13 @@
-"""Position concentration: one account ends the day holding a large share of the thin token's float
-(an opening position plus buys spread over the day)."""
+"""Position concentration: one account ends the day holding a large share of a thin token's float
+(an opening position plus buys spread over the day).
+
+Variants: ``large_holder`` (22–40 % of the float and at least $1.2M) and ``low_cap`` (25–35 % of a micro-cap
+token's float, whatever that is worth: often well under $1M).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -11,23 +17,36 @@ from market_surveillance.simulate.scenarios._common import (
     HOUR_US,
     Injection,
     Range,
+    asset_pool,
     counterparty,
     draw,
     pick,
+    scenario_rng,
     split_notional,
     thin_assets,
+    variants,
 )
 
+LOW_CAP = {
+    "target_share": (0.25, 0.35),
+    "min_value_usd": (0, 0),
+    "buy_notional": (500, 2_000),
+    "tiers": ("micro_cap",),
+}
 
+
+@variants("large_holder", low_cap=LOW_CAP)
 def inject(
     ctx: SimContext,
     *,
     count: int = 3,
+    variant: str = "large_holder",
     target_share: Range = (0.22, 0.40),
     min_value_usd: Range = (1_200_000, 2_000_000),
     opening_share: Range = (0.6, 0.85),
     buy_notional: Range = (10_000, 25_000),
     asset: str | None = None,
+    tiers: Sequence[str] | None = None,
 ) -> list[str]:
     """Inject ``count`` position-concentration instances; returns their scenario ids.
 
@@ -43,12 +62,16 @@ def inject(
         USD size of the day's buys, spread evenly over the whole day (so the account's 2-h notional
         stays steady, no single counterparty takes a large ticket, and only the size of the holding
         stands out).
+    variant
+        ``large_holder`` (these defaults) or ``low_cap`` (:data:`LOW_CAP`).
+    asset, tiers
+        Pin the instrument, or prefer assets of these liquidity tiers (default: the thin tokens).
     """
-    rng = ctx.rng("scenario:position_concentration")
+    rng = scenario_rng(ctx, "position_concentration", variant, "large_holder")
     u = ctx.universe
     ids: list[str] = []
     for _ in range(count):
-        a = asset or pick(rng, thin_assets(ctx))
+        a = pick(rng, asset_pool(ctx, asset, tiers, thin_assets(ctx)))
         spec = u.asset(a)
         close_px = float(ctx.prices.fair[a][-1])
         target = max(draw(rng, target_share) * spec.float_qty, draw(rng, min_value_usd) / close_px)
@@ -59,7 +82,7 @@ def inject(
         n = len(bought)
         acct = ctx.accounts.add(Segment.INSTITUTIONAL, (target - opening) * spec.start_price / 24)
         ctx.opening_positions[(acct, a)] = ctx.opening_positions.get((acct, a), 0.0) + opening
-        inj = Injection(ctx, Typology.POSITION_CONCENTRATION, a, None, [acct])
+        inj = Injection(ctx, Typology.POSITION_CONCENTRATION, a, None, [acct], variant=variant)
         # one buy in each of n equal strata of the day: no slot reservation, no 2-h burst of notional
         edges = np.linspace(u.start_us + HOUR_US // 2, u.end_us - HOUR_US // 2, n + 1)
         times = edges[:-1] + rng.uniform(0, 1, n) * np.diff(edges)

@@ -1,7 +1,17 @@
-"""Pump & dump on the thin token: manipulators accumulate quietly, the price is ramped up 15–60 % in a
-few minutes while a crowd rushes in, the manipulators dump into the rush and the price falls back."""
+"""Pump & dump on a thin token: manipulators accumulate quietly, the price is pumped while a crowd rushes
+in, the manipulators dump into the rush and the price falls back.
+
+Variants (``variant=``):
+
+* ``rush`` — a Telegram-style pump: a gap of +15–60 % within seconds of the signal, an announcement burst
+  of dozens of buys in the first minute, the full move within a few minutes;
+* ``ramp`` — a slow ramp: no gap, no burst; the price is walked up +25–40 % over 15–30 minutes by
+  10–15 buys a minute (manipulators and the crowd they draw in), then dumped.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,15 +22,32 @@ from market_surveillance.simulate.scenarios._common import (
     Injection,
     IntRange,
     Range,
+    asset_pool,
     book_makers,
     counterparty,
     draw,
     draw_int,
     pick,
     pick_slot,
+    scenario_rng,
     spaced_times,
     thin_assets,
+    usd_scale,
+    variants,
 )
+
+#: knob values of the ``ramp`` variant (every other knob keeps its default)
+RAMP = {
+    "pump_pct": (25, 40),
+    "jump_s": (1, 1),
+    "jump_share": (0.0, 0.0),
+    "ramp_min": (15, 30),
+    "hold_min": (2, 6),
+    "decay_min": (15, 30),
+    "burst_trades": (0, 0),
+    "rush_per_min": (10, 15),
+    "crowd_share": (0.3, 0.6),
+}
 
 
 def _buy(
@@ -46,10 +73,12 @@ def _buy(
         holdings[acct] += float(ctx.tape.order_info[aggr][5])
 
 
+@variants("rush", ramp=RAMP)
 def inject(
     ctx: SimContext,
     *,
     count: int = 3,
+    variant: str = "rush",
     manipulators: IntRange = (2, 4),
     accumulate_min: Range = (18, 28),
     accumulate_trades: IntRange = (35, 60),
@@ -67,7 +96,9 @@ def inject(
     crowd_notional: Range = (200, 2_000),
     dump_trades: IntRange = (10, 25),
     baseline_hourly: Range = (5_000, 20_000),
+    rush_per_min: Range | None = None,
     asset: str | None = None,
+    tiers: Sequence[str] | None = None,
 ) -> list[str]:
     """Inject ``count`` pump-and-dump instances; returns their scenario ids.
 
@@ -92,8 +123,15 @@ def inject(
         Telegram pumps print hundreds of rush orders in their first minute; La Morgia et al. 2020).
     dump_trades
         Sells by which the manipulators unload everything they bought, from the peak into the decay.
+    rush_per_min
+        When given, the rush has this many buys per minute of the ramp instead of ``rush_trades``.
+    variant
+        ``rush`` (these defaults) or ``ramp`` (:data:`RAMP` replaces the defaults; explicit knobs still win).
+    asset, tiers
+        Pin the instrument, or prefer assets of these liquidity tiers (default: the thin tokens). USD knobs
+        are multiplied by the asset's ``notional_scale``.
     """
-    rng = ctx.rng("scenario:pump_and_dump")
+    rng = scenario_rng(ctx, "pump_and_dump", variant, "rush")
     u = ctx.universe
     ids: list[str] = []
     for _ in range(count):
@@ -101,19 +139,22 @@ def inject(
         ramp = int(draw(rng, ramp_min) * MINUTE_US)
         hold = int(draw(rng, hold_min) * MINUTE_US)
         decay = int(draw(rng, decay_min) * MINUTE_US)
-        a, start = pick_slot(ctx, rng, acc + ramp + hold + decay, [asset] if asset else thin_assets(ctx))
+        a, start = pick_slot(
+            ctx, rng, acc + ramp + hold + decay, asset_pool(ctx, asset, tiers, thin_assets(ctx))
+        )
+        s = usd_scale(ctx, a)
         gang = [
-            ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
+            ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly) * s)
             for _ in range(draw_int(rng, manipulators))
         ]
-        inj = Injection(ctx, Typology.PUMP_AND_DUMP, a, None, gang)
+        inj = Injection(ctx, Typology.PUMP_AND_DUMP, a, None, gang, variant=variant)
         holdings = dict.fromkeys(gang, 0.0)
 
         # 1. quiet accumulation at the fair price
         n_acc = max(draw_int(rng, accumulate_trades), len(gang))
         for i, t in enumerate(spaced_times(rng, start, acc - MINUTE_US, n_acc, min_gap_us=5 * US)):
             # round robin: every manipulator holds something to dump
-            _buy(ctx, rng, inj, holdings, int(t), gang[i % len(gang)], draw(rng, accumulate_notional))
+            _buy(ctx, rng, inj, holdings, int(t), gang[i % len(gang)], draw(rng, accumulate_notional) * s)
 
         # 2. the pump: shift every venue's path (background flow generated later follows it)
         t_pump = start + acc
@@ -133,18 +174,21 @@ def inject(
 
         # 3. the rush: crowd and manipulators lift market makers' offers during ramp and plateau
         share = draw(rng, crowd_share)
-        rush = spaced_times(
-            rng, t_pump + jump * g, ramp - jump * g + hold // 2, draw_int(rng, rush_trades), min_gap_us=2 * US
+        n_rush = (
+            draw_int(rng, rush_trades)
+            if rush_per_min is None
+            else round(draw(rng, rush_per_min) * (ramp - jump * g) / MINUTE_US)
         )
+        rush = spaced_times(rng, t_pump + jump * g, ramp - jump * g + hold // 2, n_rush, min_gap_us=2 * US)
         retail = ctx.crowd.get(Segment.RETAIL.value)
         t_peak = t_pump + ramp
         for t in rush:
             # manipulators chase only on the way up; on the plateau the crowd buys what they dump
             if retail and (t >= t_peak or rng.random() < share):
                 buyer = ctx.crowd_account(rng, Segment.RETAIL)
-                _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional), maker=True)
+                _buy(ctx, rng, inj, holdings, int(t), buyer, draw(rng, crowd_notional) * s, maker=True)
             else:
-                _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional))
+                _buy(ctx, rng, inj, holdings, int(t), pick(rng, gang), draw(rng, accumulate_notional) * s)
 
         # 3b. the announcement burst: the group's members pile in within seconds of the jump
         # (right after the opening jump; the sellers are the many small holders resting offers)
@@ -164,7 +208,7 @@ def inject(
                 seller = (
                     counterparty(ctx, rng, px, a, v) if not retail else ctx.crowd_account(rng, Segment.RETAIL)
                 )
-            inj.cross(int(t), seller, buyer, Side.BUY, px, draw(rng, crowd_notional) / px, venue=v)
+            inj.cross(int(t), seller, buyer, Side.BUY, px, draw(rng, crowd_notional) * s / px, venue=v)
 
         # 4. the dump: manipulators sell everything into the crowd from the peak into the decay
         n_dump = draw_int(rng, dump_trades)

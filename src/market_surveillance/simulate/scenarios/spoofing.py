@@ -1,6 +1,12 @@
-"""Spoofing: large orders cancelled within seconds while the same account trades the other side."""
+"""Spoofing: large orders cancelled within seconds while the same account trades the other side.
+
+Variants: ``large_order`` (big spoofs on a liquid book) and ``low_notional`` (spoofs worth $2–5k on a thin
+instrument: large against its own book, small in dollars).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from market_surveillance.enums import Segment, Typology
 from market_surveillance.simulate.context import US, SimContext
@@ -10,6 +16,7 @@ from market_surveillance.simulate.scenarios._common import (
     Injection,
     IntRange,
     Range,
+    asset_pool,
     draw,
     draw_int,
     liquid_assets,
@@ -18,14 +25,28 @@ from market_surveillance.simulate.scenarios._common import (
     pick,
     pick_slot,
     random_side,
+    scenario_rng,
     spaced_times,
+    usd_scale,
+    variants,
 )
 
+LOW_NOTIONAL = {
+    "spoof_notional": (2_000, 5_000),
+    "size_multiple": (10, 25),
+    "genuine_notional": (150, 800),
+    "baseline_hourly": (1_000, 5_000),
+    "scale_usd": False,
+    "tiers": ("micro_cap", "small_cap"),
+}
 
+
+@variants("large_order", low_notional=LOW_NOTIONAL)
 def inject(
     ctx: SimContext,
     *,
     count: int = 3,
+    variant: str = "large_order",
     spoofs: IntRange = (3, 6),
     spacing_s: Range = (60, 240),
     spoof_notional: Range = (100_000, 400_000),
@@ -37,6 +58,8 @@ def inject(
     baseline_hourly: Range = (20_000, 80_000),
     asset: str | None = None,
     venue: str | None = None,
+    scale_usd: bool = True,
+    tiers: Sequence[str] | None = None,
 ) -> list[str]:
     """Inject ``count`` spoofing instances; returns their scenario ids.
 
@@ -55,24 +78,32 @@ def inject(
     genuine_delay_s, genuine_notional
         The genuine opposite-side order rests this many seconds after the spoof appears and is filled by
         an innocent aggressor (rule: opposite-side trade within ±60 s).
+    variant
+        ``large_order`` (these defaults) or ``low_notional`` (:data:`LOW_NOTIONAL`).
+    scale_usd
+        Multiply the USD knobs by the asset's ``notional_scale`` (off for ``low_notional``, whose dollar
+        sizes are the point).
+    asset, venue, tiers
+        Pin the instrument / venue, or prefer assets of these liquidity tiers.
     """
-    rng = ctx.rng("scenario:spoofing")
+    rng = scenario_rng(ctx, "spoofing", variant, "large_order")
     ids: list[str] = []
     for _ in range(count):
         n = draw_int(rng, spoofs)
         span = int(sum(draw(rng, spacing_s) for _ in range(n)) * US)
         a, start = pick_slot(
-            ctx, rng, span + 60 * US, [asset] if asset else liquid_assets(ctx), ACCOUNT_MARGIN_US
+            ctx, rng, span + 60 * US, asset_pool(ctx, asset, tiers, liquid_assets(ctx)), ACCOUNT_MARGIN_US
         )
         v = venue or pick(rng, ctx.universe.venues)
         spec = ctx.universe.asset(a)
-        acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly))
-        inj = Injection(ctx, Typology.SPOOFING, a, v, [acct])
+        s = usd_scale(ctx, a) if scale_usd else 1.0
+        acct = ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly) * s)
+        inj = Injection(ctx, Typology.SPOOFING, a, v, [acct], variant=variant)
         side = random_side(rng)  # the spoofed side; the account really wants to trade the other one
         for t in spaced_times(rng, start, span, n, min_gap_us=30 * US):
             t = int(t)
             px = ctx.price(a, v, t)
-            qty = max(draw(rng, spoof_notional) / px, draw(rng, size_multiple) * spec.typical_qty)
+            qty = max(draw(rng, spoof_notional) * s / px, draw(rng, size_multiple) * spec.typical_qty)
             life = int(draw(rng, lifetime_s) * US)
             spoof = inj.new(
                 t, acct, side, passive_price(ctx, a, v, side, t, life, draw(rng, offset_bps)), qty
@@ -87,7 +118,7 @@ def inject(
                 acct,
                 opposite(side),
                 pg,
-                draw(rng, genuine_notional) / pg,
+                draw(rng, genuine_notional) * s / pg,
                 resting_delay_us=GENUINE_REST_US,
             )
         ids.append(inj.finish())

@@ -1,0 +1,203 @@
+"""MS018 marking_the_close — one-sided trading that moves the price in the minutes before a fixing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from market_surveillance.enums import Typology
+from market_surveillance.rules._common import US, account_trades, alert_rows
+from market_surveillance.rules.bars import bars
+from market_surveillance.rules.base import Params, Rule, Tables, param
+from market_surveillance.rules.registry import register
+
+_DAY_US = 86_400 * US
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class MarkingTheCloseParams(Params):
+    fixing_times: str = param(
+        "00:00",
+        doc="daily fixings, comma-separated HH:MM UTC (00:00 = the daily candle close most indices use)",
+    )
+    fixing_interval_s: int = param(
+        0,
+        low=0,
+        doc="extra fixings every this many seconds from midnight UTC (3600: hourly snapshots; 0: none)",
+    )
+    window_s: int = param(900, low=60, doc="the minutes before a fixing examined, seconds")
+    move_multiple: float = param(
+        4.0,
+        low=1.0,
+        doc="price move over the window vs the asset's median move over windows of that length",
+    )
+    min_move_bps: float = param(10.0, low=0.0, doc="absolute floor of the move, basis points")
+    volume_multiple: float = param(
+        2.0, low=0.0, doc="window notional vs the asset's median notional per window of that length"
+    )
+    min_direction_share: float = param(
+        0.65,
+        low=0.5,
+        high=1.0,
+        doc="share of the window's notional taken aggressively in the move's direction",
+    )
+    min_trades: int = param(5, low=1, doc="trades in the window (a couple of prints is no push)")
+    min_account_share: float = param(
+        0.2,
+        low=0.0,
+        high=1.0,
+        closed="right",
+        doc="accounts named on the alert: at least this share of the directional aggressive notional",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [f for f in self.fixing_times.split(",") if not _HHMM.match(f.strip())]
+        if bad or not self.fixing_times.strip():
+            raise ValueError(
+                "The 'fixing_times' parameter of MarkingTheCloseParams must be comma-separated HH:MM UTC "
+                f"times. Got {self.fixing_times!r} instead."
+            )
+
+    def fixing_offsets_us(self) -> list[int]:
+        """Microseconds after midnight UTC of each daily fixing."""
+        out = []
+        for f in self.fixing_times.split(","):
+            h, m = f.strip().split(":")
+            out.append((int(h) * 3600 + int(m) * 60) * US)
+        return sorted(set(out))
+
+
+def next_fixing(ts_us: ir.IntegerValue, p: MarkingTheCloseParams) -> ir.IntegerValue:
+    """The first fixing strictly after ``ts_us`` (µs since the epoch)."""
+    day = (ts_us // _DAY_US) * _DAY_US
+    cands = [ibis.ifelse(day + f > ts_us, day + f, day + f + _DAY_US) for f in p.fixing_offsets_us()]
+    if p.fixing_interval_s > 0:
+        step = p.fixing_interval_s * US
+        # intervals count from midnight so "every hour" means on the hour whatever the step
+        cands.append(day + ((ts_us - day) // step + 1) * step)
+    return cands[0] if len(cands) == 1 else ibis.least(*cands)
+
+
+@register
+class MarkingTheClose(Rule):
+    """Marking the close (pushing the price into a benchmark fixing).
+
+    What it detects
+        For each fixing (``fixing_times`` daily, default 00:00 UTC — the daily candle close that index
+        and settlement prices read — plus optional snapshots every ``fixing_interval_s``), the asset's
+        trades in the ``window_s`` before it. Fires when, over that window, the price moved from the
+        first to the last print by at least ``move_multiple`` times the asset's own median move over
+        windows of the same length (and ``min_move_bps``), the notional traded is at least
+        ``volume_multiple`` times its median per window, and at least ``min_direction_share`` of it was
+        taken aggressively in the move's direction, with ``min_trades`` trades. Every threshold is in the
+        instrument's own units (its typical move and turnover per window), so a thin token and BTC are
+        judged alike. Accounts taking at least ``min_account_share`` of the directional aggressive
+        notional are named (none where trades carry no account ids). Value = move / typical move.
+    Why it is abusive
+        A fixing prices derivatives settlements, index values, fund NAVs and liquidations; buying or
+        selling into it to move the print benefits positions priced off it, at the expense of every
+        counterparty settling there. EU MAR Annex II 2(a)-(b) ("marking the close", transactions at the
+        reference-price calculation time); Benchmarks Regulation (EU) 2016/1011; CFTC "banging the close".
+    Known false positives
+        Genuine news landing just before a fixing; index funds and hedgers who must trade at the fixing
+        (they are usually two-sided or spread out; check the accounts' positions priced off it);
+        expiry-day unwinds of futures basis trades.
+    """
+
+    rule_id = "MS018"
+    name = "marking_the_close"
+    typology = Typology.MARKING_THE_CLOSE
+    regulatory_name = "EU MAR Annex II 2: marking the close (trading at the reference price time)"
+    metric = "move_vs_typical"
+    threshold_param = "move_multiple"
+    Params = MarkingTheCloseParams
+    requires = ("trades",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
+
+    def candidates(self, t: Tables, p: MarkingTheCloseParams) -> ir.Table:
+        tr = t["trades"]
+        w_us = p.window_s * US
+        # the asset's typical window: median move and notional over epoch-aligned windows of that length
+        b = bars(tr, p.window_s)
+        b = b.mutate(move=(b.close / b.open - 1.0).abs())
+        typ = b.group_by("asset").aggregate(
+            typ_move=b.move.median(where=b.move > 0), typ_notional=b.notional.median()
+        )
+        x = tr.mutate(fix_us=next_fixing(tr.ts_us, p), notional=tr.price * tr.qty)
+        x = x.filter(x.fix_us - x.ts_us <= w_us)
+        ow = ibis.window(group_by=[x.asset, x.fix_us], order_by=[x.ts_us, x.trade_id])
+        x = x.mutate(_first=x.price.first().over(ow), _last=x.price.last().over(ow))
+        win = x.group_by(["asset", "fix_us"]).aggregate(
+            n=x.count(),
+            notional=x.notional.sum(),
+            buy_notional=x.notional.sum(where=x.aggressor == "buy"),
+            sell_notional=x.notional.sum(where=x.aggressor == "sell"),
+            p_first=x._first.max(),
+            p_last=x._last.max(),
+            window_start=x.ts.min(),
+            window_end=x.ts.max(),
+        )
+        win = win.join(typ, "asset")
+        move = win.p_last / win.p_first - 1.0
+        up = move > 0
+        directional = ibis.ifelse(up, win.buy_notional, win.sell_notional).fill_null(0.0)
+        win = win.mutate(
+            move=move,
+            up=up,
+            directional=directional,
+            x=move.abs() / ibis.greatest(win.typ_move, 1e-12),
+        )
+        hits = win.filter(
+            (win.n >= p.min_trades)
+            & (win.x >= p.move_multiple)
+            & (win.move.abs() * 10_000 >= p.min_move_bps)
+            & (win.notional >= p.volume_multiple * win.typ_notional)
+            & (win.directional >= p.min_direction_share * win.notional)
+        )
+        # evidence and accounts: the aggressive trades in the move's direction inside the hit windows
+        legs = account_trades(tr)
+        legs = legs.mutate(fix_us=next_fixing(legs.ts_us, p), notional=legs.price * legs.qty)
+        h = hits.select(h_asset=hits.asset, h_fix=hits.fix_us, h_up=hits.up, h_dir=hits.directional)
+        j = legs.join(
+            h,
+            [
+                legs.asset == h.h_asset,
+                legs.fix_us == h.h_fix,
+                legs.fix_us - legs.ts_us <= w_us,
+                legs.aggressive,
+                (legs.side == "buy") == h.h_up,
+            ],
+        )
+        per_acct = j.group_by([j.h_asset, j.h_fix, j.account_id]).aggregate(
+            acct_notional=j.notional.sum(), h_dir=j.h_dir.max(), trade_ids=j.trade_id.collect()
+        )
+        named = per_acct.filter(per_acct.acct_notional >= p.min_account_share * per_acct.h_dir)
+        acc = named.group_by([named.h_asset, named.h_fix]).aggregate(
+            accounts=named.account_id.collect(), trade_ids=named.trade_ids.collect().flatten()
+        )
+        g = hits.left_join(acc, [hits.asset == acc.h_asset, hits.fix_us == acc.h_fix])
+        fixing = (g.fix_us // US).cast("int64").as_timestamp("s")
+        return alert_rows(
+            g,
+            accounts=g.accounts.fill_null(ibis.literal([], type="array<string>")),
+            value=g.x,
+            score=g.x / p.move_multiple,
+            evidence_trade_ids=g.trade_ids.fill_null(ibis.literal([], type="array<string>")),
+            explanation=(g.move * 10_000).round(1).cast("string")
+            + " bps ("
+            + g.x.round(1).cast("string")
+            + "x the typical move) in the "
+            + ibis.literal(str(p.window_s // 60))
+            + " min before the fixing at "
+            + fixing.strftime("%Y-%m-%d %H:%M")
+            + " UTC, "
+            + (g.directional / g.notional * 100).round(0).cast("string")
+            + " % of the notional taken "
+            + ibis.ifelse(g.up, "buying", "selling"),
+        )
