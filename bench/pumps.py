@@ -58,8 +58,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--rule", default="MS040")
     ap.add_argument("--online", action="store_true", help="replay each file through the online runner")
+    ap.add_argument("--param", action="append", default=[], help="override a param, e.g. episode_gap_s=1")
     args = ap.parse_args()
+    over: dict[str, float] = {}
+    for kv in args.param:
+        k, v = kv.split("=", 1)
+        over[k] = float(v) if "." in v else int(v)
     rules = [r for r in build_rules() if args.rule in (r.rule_id, r.name)]
+    if over:
+        rules = [type(r)(r.params.replace(**over)) for r in rules]
     if not rules:
         raise SystemExit(f"unknown rule {args.rule}")
     labels = list(csv.DictReader((args.data / "binance_pumps_labels.csv").open()))
@@ -86,6 +93,8 @@ def main() -> None:
         we = alerts["window_end"].cast(pa.int64()).to_numpy()
         det = alerts["detected_at"].cast(pa.int64()).to_numpy()
         near = (we >= on - BEFORE_S * US) & (ws <= on + AFTER_S * US)
+        # the first decision on the pump itself; an episode opened earlier and continued into it counts
+        # from its own first decision (negative delay: the pair was already under alert)
         delay = float((det[near].min() - on) / US) if near.any() else None
         n_false = int((~near).sum())
         delays.append(delay)

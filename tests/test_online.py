@@ -22,9 +22,10 @@ from market_surveillance.simulate import generate_to_dir
 # MS014 (ML) ranks the accounts of the data in view as one population: online it is refitted every hour of
 # event time on the trailing day, so its alerts differ from the batch run's by design (docs/online.md)
 EXCEPTIONS = {"MS014"}
-# MS005/MS006 size their threshold by the median order/trade size of the data in view: same alerts, but the
-# reported multiple of that median differs while a batch run sees the whole day
-VALUE_IN_VIEW = {"MS005", "MS006"}
+# Same alerts, different reported value (docs/online.md): MS005/MS006 size "large" by the median of the data
+# in view; MS004's value is the largest ratio over the micro-batches' views, and a view whose start cuts
+# into an account's 14 h baseline inflates it
+VALUE_IN_VIEW = {"MS004", "MS005", "MS006"}
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,14 @@ def test_watch_replay_same_alerts_as_batch_on_demo_data(demo):
     assert len({r["alert_id"] for r in online}) == len(online)  # never raised twice
     assert sorted(map(_key, online)) == sorted(map(_key, batch))
     by_id = {r["alert_id"]: r for r in batch}
+    off = set()
     for r in online:
         b = by_id[r["alert_id"]]
         # running sums over a shorter history round differently in the last digits
-        if r["rule_id"] not in VALUE_IN_VIEW:
-            assert math.isclose(r["value"], b["value"], rel_tol=1e-6), r["rule_id"]
+        if not math.isclose(r["value"], b["value"], rel_tol=1e-6):
+            off.add(r["rule_id"])
         assert r["evidence_trade_ids"] == b["evidence_trade_ids"] and r["accounts"] == b["accounts"]
+    assert off <= VALUE_IN_VIEW, off
 
 
 def test_watch_batch_cuts_do_not_change_alerts(demo):

@@ -125,6 +125,8 @@ class MarkingTheClose(Rule):
     threshold_param = "move_multiple"
     Params = MarkingTheCloseParams
     requires = ("trades",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
     def spans_s(self, p: MarkingTheCloseParams) -> list[int]:
         """The spans before a fixing examined, longest first (each at least a minute)."""
