@@ -537,6 +537,36 @@ class Store:
         a, ca, c = db.alerts, db.case_alerts, db.cases
         prio, verdicts = triage.priority_subquery(), triage.latest_verdicts()
         stored = [n for n in STORED_ALERT_SCHEMA.names if n not in _DERIVED]
+        # the filters go on a plain query of alert ids, reused for the case links below: repeating the
+        # priority window functions inside that IN (...) would double the cost of every read
+        f = sa.select(a.c.alert_id)
+        if rule is not None:
+            f = f.where(sa.or_(a.c.rule_id == rule, a.c.rule_name == rule))
+        if asset is not None:
+            f = f.where(a.c.asset == asset)
+        if since is not None:
+            f = f.where(a.c.window_start >= _parse_since(since))
+        if status is not None:
+            in_case = sa.select(ca.c.alert_id).where(ca.c.alert_id == a.c.alert_id)
+            if status == NEW:
+                f = f.where(~in_case.exists())
+            else:
+                st = parse_status(status)
+                in_case = in_case.join(c, c.c.case_id == ca.c.case_id).where(c.c.status == st.value)
+                f = f.where(in_case.exists())
+        if alert_ids is not None:
+            f = f.where(a.c.alert_id.in_(list(alert_ids)))
+        if account is not None:
+            aa = db.alert_accounts
+            f = f.where(
+                sa.select(aa.c.alert_id)
+                .where(aa.c.alert_id == a.c.alert_id, aa.c.account_id == account)
+                .exists()
+            )
+        if not include_muted:
+            f = f.where(a.c.suppression_id.is_(None))
+        if superseded is not None and alert_ids is None:
+            f = f.where(a.c.superseded_by.isnot(None) if superseded else a.c.superseded_by.is_(None))
         q = (
             sa.select(
                 *(a.c[n] for n in stored),
@@ -547,33 +577,8 @@ class Store:
             .join(prio, prio.c.alert_id == a.c.alert_id)
             .outerjoin(verdicts, verdicts.c.alert_id == a.c.alert_id)
         )
-        if rule is not None:
-            q = q.where(sa.or_(a.c.rule_id == rule, a.c.rule_name == rule))
-        if asset is not None:
-            q = q.where(a.c.asset == asset)
-        if since is not None:
-            q = q.where(a.c.window_start >= _parse_since(since))
-        if status is not None:
-            in_case = sa.select(ca.c.alert_id).where(ca.c.alert_id == a.c.alert_id)
-            if status == NEW:
-                q = q.where(~in_case.exists())
-            else:
-                st = parse_status(status)
-                in_case = in_case.join(c, c.c.case_id == ca.c.case_id).where(c.c.status == st.value)
-                q = q.where(in_case.exists())
-        if alert_ids is not None:
-            q = q.where(a.c.alert_id.in_(list(alert_ids)))
-        if account is not None:
-            aa = db.alert_accounts
-            q = q.where(
-                sa.select(aa.c.alert_id)
-                .where(aa.c.alert_id == a.c.alert_id, aa.c.account_id == account)
-                .exists()
-            )
-        if not include_muted:
-            q = q.where(a.c.suppression_id.is_(None))
-        if superseded is not None and alert_ids is None:
-            q = q.where(a.c.superseded_by.isnot(None) if superseded else a.c.superseded_by.is_(None))
+        if f.whereclause is not None:
+            q = q.where(f.whereclause)
         if order == "priority":
             q = q.order_by(prio.c.priority.desc(), a.c.window_start, a.c.alert_id)
         else:
@@ -582,7 +587,7 @@ class Store:
         def read(conn: Connection) -> tuple[list[Any], dict[str, list[str]]]:
             rows = conn.execute(q).all()
             links: dict[str, list[str]] = {}
-            sub = q.with_only_columns(a.c.alert_id).order_by(None).scalar_subquery()
+            sub = f.scalar_subquery()
             for alert_id, case_id in conn.execute(
                 sa.select(ca.c.alert_id, ca.c.case_id).where(ca.c.alert_id.in_(sub)).order_by(ca.c.case_id)
             ):
