@@ -9,7 +9,6 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(
@@ -274,6 +273,8 @@ def detect(
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
     if orderbook is not None:
         _check_lobster_book(Path(data), orderbook, fmt, date, out)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
