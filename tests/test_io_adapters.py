@@ -6,12 +6,14 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from market_surveillance.io.adapters import asset_name, open_source, read_source
-from market_surveillance.schema import SchemaError
+from market_surveillance.schema import TRADES as TRADES_SPEC
+from market_surveillance.schema import InputError, SchemaError
 from market_surveillance.testing import orders, trades
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -22,7 +24,9 @@ real = pytest.mark.skipif(not REAL.exists(), reason=f"real data samples absent (
 
 
 def _balanced(counts: dict[str, int]) -> bool:
-    return counts["rows_in"] == counts["accepted"] + counts["quarantined"] + counts.get("skipped", 0)
+    return counts["rows_in"] == counts["accepted"] + counts["quarantined"] + counts.get(
+        "skipped", 0
+    ) + counts.get("duplicates", 0)
 
 
 def _head(path: Path, n: int) -> list[str]:
@@ -61,6 +65,7 @@ def test_io_lobster_real_sample_bom_and_counts():
     # 4067 visible + 2201 hidden executions are trades
     assert src.counts["trades"]["rows_out"] == 6_268
     o = src.tables["orders"]
+    o = o.filter(~o.event_id.contains(":pre:"))  # orders from before the file get a `new` at its start
     first = o.order_by(o.ts_us).limit(1).to_pyarrow().to_pylist()[0]
     # first message (after the BOM): 34200.00424 s after midnight New York = 13:30:00.00424 UTC
     assert first["ts"] == dt.datetime(2012, 6, 21, 13, 30, 0, 4240, tzinfo=dt.UTC)
@@ -87,11 +92,13 @@ def test_io_lobster_detect_reports_account_rules_skipped(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 CCXT_BAD = {
-    "price": ("TNB/BTC,1583769700000,x,buy,nan,10.0,0.1", "price", "NaN or non-positive"),
-    "amount": ("TNB/BTC,1583769700000,x,buy,2e-07,-5,0.1", "amount", "NaN or non-positive"),
+    "price": ("TNB/BTC,1583769700000,x,buy,nan,10.0,0.1", "price", "NaN, infinite or non-positive"),
+    "inf": ("TNB/BTC,1583769700000,x,buy,inf,10.0,0.1", "price", "NaN, infinite or non-positive"),
+    "amount": ("TNB/BTC,1583769700000,x,buy,2e-07,-5,0.1", "amount", "NaN, infinite or non-positive"),
     "timestamp": ("TNB/BTC,notatime,x,buy,2e-07,5,0.1", "timestamp", "not parseable"),
     "side": ("TNB/BTC,1583769700000,x,hold,2e-07,5,0.1", "side", "unknown value"),
-    "order": ("TNB/BTC,1500000000000,x,buy,2e-07,5,0.1", "timestamp", "out-of-order"),
+    "1970": ("TNB/BTC,1583769,x,buy,2e-07,5,0.1", "timestamp", "timestamp in 1970"),
+    "symbol": (",1583769700000,x,buy,2e-07,5,0.1", "symbol", "missing value"),
 }
 
 
@@ -110,7 +117,7 @@ def test_io_ccxt_malformed_row_rejected_or_quarantined(tmp_path, kind):
     q = tmp_path / "q"
     tables, counts = read_source(bad, "ccxt", quarantine_dir=q)
     c = counts["trades"]
-    assert c == {"rows_in": 21, "accepted": 20, "quarantined": 1, "skipped": 0}
+    assert (c["rows_in"], c["accepted"], c["quarantined"], c["duplicates"]) == (21, 20, 1, 0)
     assert tables["trades"].num_rows == 20
     qt = pq.read_table(q / "trades.parquet").to_pylist()
     assert len(qt) == 1 and qt[0]["source_row"] == 11 and reason in qt[0]["reason"]
@@ -198,7 +205,8 @@ def test_io_lobster_execution_maps_fill_and_trade(tmp_path):
         "quarantined": 0,
         "skipped": 0,
         "skipped_trading_halt": 0,
-        "skipped_cancel_of_order_before_file": 0,
+        "orders_before_file": 0,
+        "messages_of_orders_before_file": 0,
     }
 
 
@@ -217,14 +225,15 @@ def test_io_tardis_trades_and_duplicate_id_quarantined(tmp_path):
         + "binance,BTCUSDT,1600000001000000,1600000001001000,2,sell,10000.0,0.2\n"
         + "binance,BTCUSDT,1600000002000000,1600000002001000,2,sell,10000.0,0.2\n"
     )
-    with pytest.raises(SchemaError, match="duplicate trade id"):
+    with pytest.raises(SchemaError, match=r"column 'id': duplicate id .* rows 3"):
         read_source(p, "tardis")
     tables, counts = read_source(p, "tardis", quarantine_dir=tmp_path / "q")
-    assert counts["trades"] == {"rows_in": 3, "accepted": 2, "quarantined": 1, "skipped": 0}
+    c = counts["trades"]
+    assert (c["rows_in"], c["accepted"], c["quarantined"], c["duplicates"]) == (3, 2, 1, 0)
     rows = tables["trades"].to_pylist()
     assert rows[0]["ts"] == dt.datetime.fromtimestamp(1_600_000_000, dt.UTC)
-    assert rows[0]["venue"] == "binance" and rows[0]["asset"] == "BTCUSDT"
-    assert rows[0]["trade_id"] == "binance:BTCUSDT:1"
+    assert rows[0]["venue"] == "binance" and rows[0]["asset"] == "BTC-USDT"
+    assert rows[0]["trade_id"] == "binance:BTC-USDT:1"
 
 
 def test_io_ccxt_json_folder(tmp_path):
@@ -267,16 +276,132 @@ def test_io_canonical_quarantine_unknown_order_and_duplicates(tmp_path):
     pq.write_table(od, d / "orders.parquet")
     with pytest.raises(SchemaError) as exc:
         read_source(d, "canonical")
-    assert "unknown order" in str(exc.value) and "duplicate id" in str(exc.value)
+    assert "without an earlier `new`" in str(exc.value) and "duplicate id" in str(exc.value)
     src = open_source(d, "canonical", quarantine_dir=tmp_path / "q")
-    assert src.counts["trades"] == {"rows_in": 2, "accepted": 1, "quarantined": 1, "skipped": 0}
-    assert src.counts["orders"] == {"rows_in": 4, "accepted": 2, "quarantined": 2, "skipped": 0}
+    assert src.counts["trades"] == {
+        "rows_in": 2,
+        "accepted": 1,
+        "quarantined": 1,
+        "duplicates": 0,
+        "skipped": 0,
+    }
+    assert src.counts["orders"] == {
+        "rows_in": 4,
+        "accepted": 2,
+        "quarantined": 2,
+        "duplicates": 0,
+        "skipped": 0,
+    }
     reasons = pq.read_table(tmp_path / "q" / "orders.parquet")["reason"].to_pylist()
-    assert any("unknown order" in r for r in reasons) and any("duplicate id" in r for r in reasons)
+    assert any("without an earlier `new`" in r for r in reasons) and any("duplicate id" in r for r in reasons)
 
 
 def test_io_asset_name_normalised():
     assert asset_name("TNB/BTC") == "TNB-BTC" and asset_name("btc_usdt") == "BTC-USDT"
+    assert asset_name("DLTBTC", split_concatenated=True) == "DLT-BTC"
+    assert asset_name("BTCUSDT", split_concatenated=True) == "BTC-USDT"
+    assert asset_name("XBTUSD", split_concatenated=True) == "BTC-USD"
+    assert asset_name("BTC/USDT:USDT") == "BTC-USDT:USDT"
+    assert asset_name("AAPL") == "AAPL"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 17: real-file hygiene
+# ---------------------------------------------------------------------------------------------
+
+CCXT_HEAD = "symbol,timestamp,datetime,side,price,amount,btc_volume\n"
+
+
+def test_io_tardis_and_ccxt_same_market_same_asset_and_venue(tmp_path):
+    # Tardis writes exchange-native DLTBTC where ccxt writes DLT/BTC: one canonical name, one venue
+    tardis = tmp_path / "binance_trades_2021-05-16_DLTBTC.csv"
+    tardis.write_text(TARDIS_HEAD + "Binance,DLTBTC,1621184400000000,1621184400001000,7,buy,0.0000023,100\n")
+    ccxt = tmp_path / "DLT.csv"
+    ccxt.write_text(CCXT_HEAD + "DLT/BTC,1621184400000,x,buy,2.3e-06,100,0.00023\n")
+    t, _ = read_source(tardis, "tardis")
+    c, _ = read_source(ccxt, "ccxt")
+    assert t["trades"]["asset"].to_pylist() == c["trades"]["asset"].to_pylist() == ["DLT-BTC"]
+    assert t["trades"]["venue"].to_pylist() == c["trades"]["venue"].to_pylist() == ["binance"]
+
+
+@pytest.mark.parametrize(
+    ("header", "kind"),
+    [
+        # incremental_book_L2 and book_snapshot_* are read into the book table (tests/test_io_tardis_book.py)
+        ("exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount", "quotes"),
+        ("exchange,symbol,timestamp,local_timestamp,funding_rate,open_interest", "derivative_ticker"),
+    ],
+)
+def test_io_tardis_unsupported_file_type_named(tmp_path, header, kind):
+    p = tmp_path / "x.csv"
+    p.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    with pytest.raises(InputError, match=f"a Tardis {kind} file; supported Tardis data types: trades, "):
+        read_source(p, "tardis")
+
+
+def test_io_tardis_exact_duplicate_rows_removed_and_counted(tmp_path):
+    p = tmp_path / "tardis.csv"
+    row = "binance,BTCUSDT,1600000001000000,1600000001001000,2,sell,10000.0,0.2\n"
+    p.write_text(
+        TARDIS_HEAD + "binance,BTCUSDT,1600000000000000,1600000000001000,1,buy,10000.5,0.1\n" + row * 3
+    )
+    tables, counts = read_source(p, "tardis")
+    c = counts["trades"]
+    assert (c["rows_in"], c["accepted"], c["duplicates"], c["quarantined"]) == (4, 2, 2, 0) and _balanced(c)
+    assert tables["trades"].num_rows == 2
+
+
+def test_io_ccxt_overlapping_downloads_deduplicated_same_ms_fills_kept(tmp_path):
+    # same-millisecond fills of equal size are real trades and stay; the overlap of two downloads goes
+    d = tmp_path / "dl"
+    d.mkdir()
+    a = ["TNB/BTC,1583769602761,x,sell,1.9e-07,6604.0,0.1\n"] * 2 + [
+        "TNB/BTC,1583769649727,x,buy,2e-07,10,0.1\n"
+    ]
+    b = [*a[1:], "TNB/BTC,1583769700000,x,buy,2e-07,11,0.1\n"]
+    (d / "part1.csv").write_text(CCXT_HEAD + "".join(a))
+    (d / "part2.csv").write_text(CCXT_HEAD + "".join(b))
+    tables, counts = read_source(d, "ccxt")
+    c = counts["trades"]
+    # part2 repeats one of the two equal fills at ...761 (its first of that ms) and the ...727 trade
+    assert (c["rows_in"], c["duplicates"], c["accepted"]) == (6, 2, 4) and _balanced(c)
+    assert tables["trades"]["qty"].to_pylist() == [6604.0, 6604.0, 10.0, 11.0]
+
+
+def test_io_ccxt_reverse_order_file_sorted_and_said(tmp_path):
+    lines = [f"TNB/BTC,{1583769602761 + 1000 * i},x,buy,2e-07,{i + 1},0.1\n" for i in range(5)]
+    p = tmp_path / "rev.csv"
+    p.write_text(CCXT_HEAD + "".join(reversed(lines)))
+    tables, counts = read_source(p, "ccxt")
+    c = counts["trades"]
+    assert c["accepted"] == 5 and c["quarantined"] == 0 and c["out_of_order"] == 4
+    assert tables["trades"]["qty"].to_pylist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+@real
+def test_io_ccxt_truncated_last_line_quarantined_not_traceback(tmp_path):
+    p = tmp_path / "cut.csv"
+    p.write_text("".join(_head(TNB, 21)) + "TNB/BTC,1583769700000,2020-03-09T1")
+    with pytest.raises(SchemaError, match=r"truncated last line \(3 of 7 fields.* rows 21"):
+        read_source(p, "ccxt")
+    _, counts = read_source(p, "ccxt", quarantine_dir=tmp_path / "q")
+    assert (counts["trades"]["accepted"], counts["trades"]["quarantined"]) == (20, 1)
+    assert "truncated" in pq.read_table(tmp_path / "q" / "trades.parquet")["reason"][0].as_py()
+
+
+def test_io_canonical_csv_exact_duplicates_removed_alerts_unchanged(tmp_path):
+    from market_surveillance.pipeline import detect_source
+
+    t = trades([{"ts": i, "buyer_id": "a", "seller_id": "b", "qty": 1.0 + i} for i in range(30)])
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    clean.mkdir()
+    dirty.mkdir()
+    pq.write_table(t, clean / "trades.parquet")
+    pq.write_table(pa.concat_tables([t, t.slice(3, 10)]), dirty / "trades.parquet")
+    a = detect_source(clean)
+    b = detect_source(dirty)
+    assert b.input_counts["trades"]["duplicates"] == 10 and b.input_counts["trades"]["accepted"] == 30
+    assert sorted(a.alerts["alert_id"].to_pylist()) == sorted(b.alerts["alert_id"].to_pylist())
 
 
 @real
@@ -297,3 +422,119 @@ def test_io_cli_import_bad_row_exit_2(tmp_path):
     p.write_text("symbol,timestamp,datetime,side,price,amount\nA/B,1600000000000,x,buy,-1,2\n")
     res = CliRunner().invoke(app, ["import", "ccxt", str(p), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "price" in res.output
+
+
+def test_io_detect_ignores_labels_unknown_typology_and_broken_lists(tmp_path):
+    from market_surveillance.pipeline import detect_source
+
+    pq.write_table(trades([{"ts": i} for i in range(5)]), tmp_path / "trades.parquet")
+    (tmp_path / "labels.csv").write_text(
+        "scenario_id,typology,asset,venue,accounts,start_ts,end_ts\ns1,insider_dealing,X,,a;b,nope,nope\n"
+    )
+    res = detect_source(tmp_path)  # labels are evaluate's business: neither needed nor validated here
+    assert "labels" not in res.input_counts and res.input_counts["trades"]["accepted"] == 5
+
+
+def test_io_cli_detect_prints_counts_and_fails_over_quarantine_limit(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(
+        trades([{"ts": i, "price": -1.0 if i < 3 else 100.0} for i in range(10)]), d / "trades.parquet"
+    )
+    res = CliRunner().invoke(
+        app,
+        [
+            "detect",
+            "--data",
+            str(d),
+            "--out",
+            str(tmp_path / "a.parquet"),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ],
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "3 of 10 rows quarantined (30.0 %)" in res.output and "1 % limit" in res.output
+    # the input table is printed first: rows in / accepted / quarantined
+    assert "rows in" in res.output and "│ trades │ 10" in res.output
+    assert not (tmp_path / "a.parquet").exists()
+
+
+def test_io_cli_detect_header_only_is_error_unless_allowed(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trades.csv").write_text(",".join(c.name for c in TRADES_SPEC.columns) + "\n")
+    out = str(tmp_path / "a.parquet")
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", out])
+    assert res.exit_code == 2 and "empty input" in res.output
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", out, "--allow-empty"])
+    assert res.exit_code == 0, res.output
+
+
+def test_io_cli_detect_trade_dated_1970_rejected_not_alerted(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    t = trades([{"ts": i} for i in range(5)])
+    ts = t["ts"].to_pylist()
+    ts[2] = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    pq.write_table(t.set_column(1, "ts", pa.array(ts, t.schema.field("ts").type)), d / "trades.parquet")
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", str(tmp_path / "a.parquet")])
+    assert res.exit_code == 2 and "'ts': timestamp in 1970" in res.output and "rows 3" in res.output
+
+
+def test_io_cli_detect_corrupt_parquet_one_line(tmp_path):
+    from market_surveillance.cli import app
+
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(trades([{"ts": i} for i in range(5)]), d / "trades.parquet")
+    raw = (d / "trades.parquet").read_bytes()
+    (d / "trades.parquet").write_bytes(raw[:100] + b"\0" * 50 + raw[150:])
+    res = CliRunner().invoke(app, ["detect", "--data", str(d), "--out", str(tmp_path / "a.parquet")])
+    assert (res.exit_code == 2 and "Traceback" not in res.output and res.exception is None) or isinstance(
+        res.exception, SystemExit
+    )
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and str(d / "trades.parquet") in lines[-1]
+
+
+def test_io_market_rule_alerts_carry_the_trades_venue():
+    from market_surveillance.io.canonical import from_arrow
+    from market_surveillance.rules.extreme_price_move import ExtremePriceMove
+
+    def run(venues: list[str]):  # type: ignore[no-untyped-def]
+        rows = [{"ts": i, "price": 100.0 + 0.01 * (i % 3), "venue": venues[i % len(venues)]} for i in range(80)]
+        rows.append({"ts": 80, "price": 130.0, "venue": venues[0]})
+        _, tables, _ = from_arrow({"trades": trades(rows)})
+        return ExtremePriceMove().run(tables)
+
+    one = run(["binance"])
+    assert one.num_rows >= 1 and set(one["venue"].to_pylist()) == {"binance"}
+    # an asset traded on two venues: the alert judges both tapes, so it names none
+    two = run(["binance", "kraken"])
+    assert two.num_rows >= 1 and set(two["venue"].to_pylist()) == {None}
+
+
+@pytest.mark.spark
+def test_io_spark_path_same_engine_duplicates_dropped_bad_rows_refused(tmp_path):
+    pytest.importorskip("pyspark")
+    from market_surveillance.io.canonical import open_dir_spark, spark_backend
+    from market_surveillance.pipeline import open_input
+
+    t = trades([{"ts": i, "qty": 1.0 + i} for i in range(6)])
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(pa.concat_tables([t, t.slice(0, 2)]), d / "trades.parquet")
+    src = open_dir_spark(d, backend=spark_backend())
+    assert src.counts["trades"]["duplicates"] == 2 and src.tables["trades"].count().execute() == 6
+    price = t["price"].to_pylist()
+    price[3] = float("inf")
+    pq.write_table(t.set_column(4, "price", pa.array(price, pa.float64())), d / "trades.parquet")
+    with pytest.raises(SchemaError, match=r"'price': NaN, infinite or non-positive value in 1 row\(s\): rows 4"):
+        open_input(d, engine="spark")

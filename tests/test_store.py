@@ -154,9 +154,16 @@ def test_store_reopen_migrates_once_and_keeps_data(store_url, make_alerts):
     with Store.open(store_url) as store:
         assert store.alert_count() == 3
         with store.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
-                "0001"
-            ]
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert versions == [_head_revision()]
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from market_surveillance.store.core import MIGRATIONS
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def test_store_migrated_schema_matches_table_metadata(store_url):
@@ -178,7 +185,15 @@ def _detect_result(alerts: pa.Table) -> DetectResult:
             "MS005", "spoofing", "spoofing", "skipped", reason="needs table(s) orders, absent from the data"
         ),
     ]
-    return DetectResult(alerts, runs, input_counts={"trades": {"read": 10, "accepted": 9, "quarantined": 1}})
+    from market_surveillance.rules.self_trade import SelfTrade
+
+    # the rules that ran travel with the result: the store records those, not a rebuild from the config
+    return DetectResult(
+        alerts,
+        runs,
+        input_counts={"trades": {"read": 10, "accepted": 9, "quarantined": 1}},
+        rules=[SelfTrade()],
+    )
 
 
 def test_record_detection_twice_same_count_and_snapshot(tmp_path, make_alerts):

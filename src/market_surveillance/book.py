@@ -1,4 +1,4 @@
-"""Order-book reconstruction from canonical ``orders`` events, vectorised in DuckDB SQL.
+"""Order-book reconstruction from canonical ``orders`` events (or ``book`` level changes), vectorised in DuckDB SQL.
 
 Each event changes the resting quantity of its order's price level: ``new`` adds the order quantity,
 ``cancel`` removes the remaining quantity and ``fill`` removes the filled quantity (the canonical meaning of
@@ -15,6 +15,9 @@ Conventions
   report the execution price), otherwise to the event's own price.
 * Quantities within ``eps`` of zero (float residue of the running sum) or negative (an order whose ``new``
   lies outside the data) are treated as an empty level.
+* Level-based data (the ``book`` table: each row is a level's new total) needs no summing: the last change
+  of a timestamp (highest ``seq``) holds until the level's next change; every function accepts it in place
+  of ``orders``.
 * ``imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)`` over the top ``N`` levels of each side; null
   when both sides are empty.
 """
@@ -59,13 +62,42 @@ def _us(value: dt.datetime | int | None) -> int | None:
     return (value - _EPOCH) // dt.timedelta(microseconds=1)
 
 
+_LEVEL_COLUMNS = ("ts", "venue", "asset", "side", "price", "qty", "seq")
+
+
+def _is_level_table(data: Any) -> bool:
+    """Whether ``data`` is the canonical ``book`` table (level changes) rather than order events."""
+    cols = data.column_names if isinstance(data, pa.Table) else list(getattr(data, "columns", []))
+    return "seq" in cols and "event" not in cols
+
+
 def _connect(orders: Any, con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
     if con is None:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
-    con.register("ms_book_orders", to_arrow_orders(orders))
+    if _is_level_table(orders):
+        tab = orders if isinstance(orders, pa.Table) else orders.select(*_LEVEL_COLUMNS).to_pyarrow()
+        con.register("ms_book_levels", tab.select(list(_LEVEL_COLUMNS)))
+    else:
+        con.register("ms_book_orders", to_arrow_orders(orders))
     return con
+
+
+def _updates_sql(end_us: int | None, eps: float) -> str:
+    """Per-level segments from level changes (the ``book`` table of L2 feeds): the last change per timestamp."""
+    until = "" if end_us is None else f"WHERE epoch_us(ts) <= {int(end_us)}"
+    return f"""
+    WITH steps AS (
+        SELECT venue, asset, side, price, epoch_us(ts) AS ts_us, arg_max(qty, seq) AS level_qty
+        FROM ms_book_levels {until} GROUP BY ALL
+    )
+    SELECT venue, asset, side, price, ts_us,
+           coalesce(lead(ts_us) OVER (PARTITION BY venue, asset, side, price ORDER BY ts_us),
+                    9223372036854775807) AS next_us,
+           CASE WHEN level_qty > {float(eps)} THEN level_qty ELSE 0.0 END AS level_qty
+    FROM steps
+    """
 
 
 def _levels_sql(end_us: int | None, eps: float) -> str:
@@ -126,10 +158,11 @@ def level_changes(
         ``venue, asset, side, price, ts, level_qty``: the level holds ``level_qty`` from ``ts`` until its
         next row; sorted by venue, asset, ts, side, price.
     """
+    seg = _updates_sql if _is_level_table(orders) else _levels_sql
     con = _connect(orders, con)
     sql = f"""
     SELECT venue, asset, side, price, make_timestamptz(ts_us) AS ts, level_qty
-    FROM ({_levels_sql(_us(end), eps)})
+    FROM ({seg(_us(end), eps)})
     ORDER BY venue, asset, ts_us, side, price
     """
     return con.sql(sql).to_arrow_table()
@@ -163,7 +196,12 @@ def _every_us(every: dt.timedelta | float | None) -> int | None:
 
 
 def _top_sql(
-    n_levels: int, every_us: int | None, start_us: int | None, end_us: int | None, eps: float
+    n_levels: int,
+    every_us: int | None,
+    start_us: int | None,
+    end_us: int | None,
+    eps: float,
+    levels: bool = False,
 ) -> str:
     """CTEs ``samples`` (venue, asset, sample_us) and ``top`` (the top levels at each sample)."""
     if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
@@ -171,7 +209,7 @@ def _top_sql(
             f"The 'n_levels' parameter of the book must be an int >= 1. Got {n_levels!r} instead."
         )
     return f"""
-    WITH seg AS ({_levels_sql(end_us, eps)}),
+    WITH seg AS ({(_updates_sql if levels else _levels_sql)(end_us, eps)}),
     steps_all AS (SELECT DISTINCT venue, asset, ts_us FROM seg),
     samples AS ({_samples_sql(every_us, start_us, end_us)}),
     live AS (
@@ -207,7 +245,8 @@ def book_levels(
     Parameters
     ----------
     orders
-        Canonical order events (Arrow, pandas, polars or Ibis table). Pass the full history up to ``end``:
+        Canonical order events (Arrow, pandas, polars or Ibis table), or the canonical ``book`` table of
+        level changes (L2 feeds without order ids). Pass the full history up to ``end``:
         a book depends on every earlier event, so only ``start``/``end`` (not a pre-filter) limit the samples.
     n_levels
         Levels per side (1 = best bid/ask).
@@ -228,7 +267,7 @@ def book_levels(
         ``venue, asset, ts, side, level, price, qty`` with ``level`` 1 = best; a sample with an empty side has
         no rows for that side.
     """
-    cte = _top_sql(n_levels, _every_us(every), _us(start), _us(end), eps)
+    cte = _top_sql(n_levels, _every_us(every), _us(start), _us(end), eps, _is_level_table(orders))
     sql = f"""{cte}
     SELECT venue, asset, make_timestamptz(sample_us) AS ts, side, level::INTEGER AS level, price, qty
     FROM top ORDER BY venue, asset, sample_us, side, level
@@ -257,7 +296,7 @@ def book_imbalance(
         the book is empty (depths 0, best prices and imbalance null). ``imbalance`` is
         ``(bid_qty - ask_qty) / (bid_qty + ask_qty)`` in [-1, 1]; positive means more resting buy interest.
     """
-    cte = _top_sql(n_levels, _every_us(every), _us(start), _us(end), eps)
+    cte = _top_sql(n_levels, _every_us(every), _us(start), _us(end), eps, _is_level_table(orders))
     sql = f"""{cte},
     agg AS (
         SELECT venue, asset, sample_us,

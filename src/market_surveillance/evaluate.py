@@ -235,20 +235,15 @@ def score_files(data_dir: str | Path, alerts_path: str | Path, tolerance_s: floa
     import pyarrow.parquet as pq
 
     from market_surveillance.alerts import read_alerts
-    from market_surveillance.schema import find_table_file
+    from market_surveillance.schema import InputError, find_table_file, read_table
 
     data_dir = Path(data_dir)
-    path = find_table_file(data_dir, "labels")
-    if path is None:
-        raise ValueError(
+    # the labels pass the same validation engine as every input (CSV lists are JSON arrays: docs/schema.md)
+    labels = read_table(data_dir, "labels")
+    if labels is None:
+        raise InputError(
             f"{data_dir}: no labels table (labels.parquet or labels.csv); evaluation needs ground truth"
         )
-    if path.suffix == ".parquet":
-        labels = pq.read_table(path)
-    else:
-        labels = pd.read_csv(path, parse_dates=["start_ts", "end_ts"])
-        labels["accounts"] = labels["accounts"].fillna("").map(lambda s: [x for x in str(s).split(";") if x])
-        labels["venue"] = labels["venue"].where(labels["venue"].notna(), None)
     trades_path = find_table_file(data_dir, "trades")
     n_trades = None
     if trades_path is not None and trades_path.suffix == ".parquet":

@@ -156,3 +156,85 @@ def golden_alerts(seed: int = 7) -> list[str]:
     _, tables, profile = from_arrow(data)
     alerts = run_rules(tables, profile, build_rules()).alerts
     return sorted(golden_line(r) for r in alerts.to_pylist())
+
+
+def public_book_flow(
+    seconds: int = 600,
+    *,
+    mid: float = 100.0,
+    tick: float = 0.01,
+    base_qty: float = 100.0,
+    per_second: int = 4,
+    venue: str = "EXA",
+    asset: str = "BTC-USD",
+    prefix: str = "bg",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Account-free order flow of one instrument, like a public order-book feed: ``(orders, trades)`` rows.
+
+    Each second ``per_second`` orders (sides alternating, 1-5 ticks from ``mid``, sizes ``base_qty`` × 1,
+    1.5 or 2) rest 0.5-3 s and are cancelled; every second order of every second second is filled instead (at 1 tick from ``mid``),
+    with its trade (aggressor opposite the resting order). No account ids anywhere.
+    """
+    od: list[dict[str, Any]] = []
+    tr: list[dict[str, Any]] = []
+    for s in range(seconds):
+        for k in range(per_second):
+            n = s * per_second + k
+            side = "buy" if n % 2 == 0 else "sell"
+            filled = k == 1 and s % 2 == 0
+            dist = tick if filled else (1 + n % 5) * tick  # what trades rests at the touch
+            price = round(mid - dist if side == "buy" else mid + dist, 10)
+            qty = base_qty * (1.0, 1.5, 2.0)[n % 3]
+            ts = s + k / per_second
+            oid = f"{prefix}{n}"
+            base = {"venue": venue, "asset": asset, "account_id": None, "order_id": oid, "side": side}
+            od.append({**base, "ts": ts, "event": "new", "price": price, "qty": qty})
+            end = ts + 0.5 + (n % 6) * 0.5
+            if filled:
+                od.append({**base, "ts": end, "event": "fill", "price": price, "qty": qty})
+                tr.append(
+                    {"ts": end, "venue": venue, "asset": asset, "price": price, "qty": qty,
+                     "buyer_id": None, "seller_id": None, "aggressor": "sell" if side == "buy" else "buy",
+                     "trade_id": f"{prefix}T{n}"}
+                )  # fmt: skip
+            else:
+                od.append({**base, "ts": end, "event": "cancel", "price": price, "qty": qty})
+    return od, tr
+
+
+def lobster_orderbook_lines(
+    messages: Iterable[str],
+    levels: int,
+    resting: Iterable[tuple[int, int, int, int]] = (),
+) -> list[str]:
+    """LOBSTER orderbook rows for message lines, from a plain per-order reconstruction (test fixtures).
+
+    Independent of :mod:`market_surveillance.book` on purpose (a dict of live orders, no SQL), so a book
+    check against its output tests that module. ``resting`` are ``(order_id, size, price, direction)`` of
+    orders live before the first message; messages about unknown orders change nothing. Types 5-7 leave
+    the book as it was, as LOBSTER documents.
+    """
+    live: dict[int, list[int]] = {oid: [size, price, d] for oid, size, price, d in resting}
+    out: list[str] = []
+    for line in messages:
+        fields = line.lstrip("\ufeff").strip().split(",")
+        typ, oid, size, price, d = (int(x) for x in fields[1:6])
+        if typ == 1:
+            live[oid] = [size, price, d]
+        elif typ in (2, 4) and oid in live:
+            live[oid][0] -= size
+            if live[oid][0] <= 0:
+                del live[oid]
+        elif typ == 3:
+            live.pop(oid, None)
+        depth: dict[tuple[int, int], int] = {}
+        for sz, px, dd in live.values():
+            depth[(dd, px)] = depth.get((dd, px), 0) + sz
+        asks = sorted((px, q) for (dd, px), q in depth.items() if dd == -1)
+        bids = sorted(((px, q) for (dd, px), q in depth.items() if dd == 1), reverse=True)
+        row: list[int] = []
+        for k in range(levels):
+            row += list(asks[k]) if k < len(asks) else [9_999_999_999, 0]
+            row += list(bids[k]) if k < len(bids) else [-9_999_999_999, 0]
+        out.append(",".join(map(str, row)))
+    return out

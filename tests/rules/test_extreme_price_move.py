@@ -39,6 +39,7 @@ def test_extreme_price_move_injected_found_with_expected_entity_and_window():
     out = _run(rows)
     assert out.num_rows == 1
     row = out.to_pylist()[0]
+    # BTC-USD prints on EXA and EXB: the alert judges both tapes and names no venue
     assert row["asset"] == "BTC-USD" and row["venue"] is None and row["accounts"] == []
     assert row["window_start"] == at(600) and row["window_end"] == at(605)
     assert row["evidence_trade_ids"] == ["P1", "P2"]

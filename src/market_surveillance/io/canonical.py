@@ -11,16 +11,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from market_surveillance.schema import TABLES, DataProfile, conform, register_dir
+from market_surveillance.schema import (
+    TABLES,
+    DataProfile,
+    InputError,
+    Limits,
+    cast_select_sql,
+    conform,
+    register_dir,
+)
 
-TIMED = ("trades", "orders")
+TIMED = ("trades", "orders", "book")
 
 
 def _arrow_with_ts_us(name: str, tab: pa.Table) -> pa.Table:
@@ -41,6 +51,8 @@ def connect() -> duckdb.DuckDBPyConnection:
     Every connection that scans user data (detection, validation, imports) is made here, so the cap holds
     for all of them."""
     con = duckdb.connect()
+    # naive timestamps in user files are UTC (docs/schema.md), whatever the machine's time zone
+    con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get(MEMORY_LIMIT_ENV)
     if limit:
         try:
@@ -64,15 +76,55 @@ def _memory_size(text: str) -> str:
     return text.strip()
 
 
-def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
-    """Validated, lazily scanned Ibis tables for a canonical data folder on DuckDB.
+@dataclass
+class OpenedSource:
+    """A source opened as canonical Ibis tables, with what happened to its rows."""
 
-    Returns ``(backend, tables, profile)``.
+    backend: ibis.BaseBackend
+    tables: dict[str, ir.Table]
+    profile: DataProfile
+    #: per table: rows_in, accepted, quarantined, duplicates (removed), and source-specific extras
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def write_quarantine(quarantine_dir: Path | None, table: str, bad_rows: list[pa.Table]) -> None:
+    """Append-free write of one table's quarantined rows to ``quarantine_dir/<table>.parquet``."""
+    bad_rows = [b for b in bad_rows if b is not None and b.num_rows]
+    if quarantine_dir is None or not bad_rows:
+        return
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.concat_tables(bad_rows, promote_options="default"), quarantine_dir / f"{table}.parquet")
+
+
+def open_canonical(
+    data_dir: str | Path,
+    *,
+    validate: bool = True,
+    backend: ibis.BaseBackend | None = None,
+    limits: Limits | None = None,
+    quarantine_dir: str | Path | None = None,
+) -> OpenedSource:
+    """Validated, lazily scanned Ibis tables for a canonical data folder on DuckDB, with row counts.
+
+    The tables ``detect`` reads (not ``labels``: ground truth is for ``evaluate``) go through the
+    validation engine (:func:`market_surveillance.schema.screen`); with ``quarantine_dir`` bad rows are
+    written there and counted instead of failing.
     """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: the canonical format is a folder of table files")
     if backend is None:
         backend = duckdb_backend()
     con = backend.con
-    views = register_dir(con, data_dir, validate=validate)
+    qdir = Path(quarantine_dir) if quarantine_dir is not None else None
+    screened = register_dir(con, data_dir, validate=validate, limits=limits, quarantine=qdir is not None)
+    counts: dict[str, dict[str, int]] = {}
+    views: dict[str, str] = {}
+    for name, s in screened.items():
+        views[name] = name
+        if validate:
+            counts[name] = s.counts()
+            write_quarantine(qdir, name, [s.bad_rows] if s.bad_rows is not None else [])
     for name in TIMED:
         if name in views:
             con.execute(
@@ -80,43 +132,69 @@ def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseB
             )
             views[name] = f"{name}_us"
     tables = {name: backend.table(view) for name, view in views.items()}
-    return backend, tables, profile_of(tables)
+    return OpenedSource(backend, tables, profile_of(tables), counts)
 
 
-def open_dir_spark(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
+def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
+    """Validated, lazily scanned Ibis tables for a canonical data folder on DuckDB.
+
+    Returns ``(backend, tables, profile)``; :func:`open_canonical` also gives the row counts.
+    """
+    src = open_canonical(data_dir, validate=validate, backend=backend)
+    return src.backend, src.tables, src.profile
+
+
+def open_dir_spark(
+    data_dir: str | Path,
+    *,
+    validate: bool = True,
+    backend: ibis.BaseBackend | None = None,
+    limits: Limits | None = None,
+) -> OpenedSource:
     """The same canonical folder as Ibis tables on PySpark (files read by Spark, lazily, partitioned by Spark).
 
-    Validation runs first with DuckDB over the files (a scan, no copy), so bad input fails the same way on
-    both engines. Returns ``(backend, tables, profile)``.
+    The validation engine runs first with DuckDB over the files (a scan, no copy), so bad input fails the
+    same way on both engines; exact duplicate rows it counted are dropped on the Spark side too.
+    Quarantine needs the DuckDB engine (bad rows are set aside there). Returns an :class:`OpenedSource`.
     """
-    from market_surveillance.schema import cast_select_sql, find_table_file, validate_dir
+    from market_surveillance.schema import DETECT_TABLES, find_table_file
 
-    if validate:
-        validate_dir(data_dir)
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: the canonical format is a folder of table files")
+    probe = connect()
+    screened = register_dir(probe, data_dir, validate=validate, limits=limits)
+    probe.close()
     backend = backend or spark_backend()
     session = backend._session
-    probe = connect()
     tables: dict[str, ir.Table] = {}
-    for name, spec in TABLES.items():
+    counts: dict[str, dict[str, int]] = {}
+    for name in DETECT_TABLES:
+        spec = TABLES[name]
         path = find_table_file(data_dir, name)
-        if path is None:
+        if path is None or name not in screened:
             continue
+        s = screened[name]
         if path.suffix == ".parquet":
             df = session.read.parquet(str(path))
         else:
             df = session.read.option("header", True).csv(str(path))
-        present = df.columns
+        if s.duplicates:
+            df = df.dropDuplicates()
+        present = {c: s.types.get(c, "VARCHAR") for c in df.columns}
         view = f"ms_raw_{name}"
         df.createOrReplaceTempView(view)
         # same canonical casts as DuckDB; Spark SQL understands these CASTs (TIMESTAMPTZ → TIMESTAMP)
-        sql = cast_select_sql(spec, present, view).replace("TIMESTAMPTZ", "TIMESTAMP").replace('"', "`")
+        sql = cast_select_sql(spec, present, view)
+        sql = sql.replace("TRY_CAST(", "CAST(").replace("TIMESTAMPTZ", "TIMESTAMP").replace('"', "`")
         sql = sql.replace("VARCHAR[]", "ARRAY<STRING>").replace("VARCHAR", "STRING")
         if name in TIMED:
             sql = f"SELECT *, unix_micros(ts) AS ts_us FROM ({sql})"
         session.sql(sql).createOrReplaceTempView(f"ms_{name}")
         tables[name] = backend.table(f"ms_{name}")
-    probe.close()
-    return backend, tables, profile_of(tables)
+        if validate:
+            counts[name] = s.counts()
+    return OpenedSource(backend, tables, profile_of(tables), counts)
 
 
 def from_arrow(data: Mapping[str, pa.Table], backend: ibis.BaseBackend | None = None):

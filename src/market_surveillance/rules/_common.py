@@ -40,6 +40,16 @@ def empty_str_array() -> ir.ArrayValue:
     return ibis.literal([], type="array<string>")
 
 
+def with_asset_venue(g: ir.Table, trades: ir.Table) -> ir.Table:
+    """``g`` (rows keyed by ``asset``) with ``venue``: the venue of the asset's trades when they are all on
+    one venue, else null (the alert then judges the tape of several venues)."""
+    v = trades.group_by("asset").aggregate(venue_lo=trades.venue.min(), venue_hi=trades.venue.max())
+    v = v.select(
+        asset_of_venue=v.asset, venue=ibis.ifelse(v.venue_lo == v.venue_hi, v.venue_lo, ibis.null("string"))
+    )
+    return g.left_join(v, g.asset == v.asset_of_venue).drop("asset_of_venue")
+
+
 def null_str() -> ir.StringValue:
     return ibis.null().cast("string")
 
@@ -99,6 +109,8 @@ def alert_rows(
         "evidence_trade_ids": empty_str_array() if evidence_trade_ids is None else evidence_trade_ids,
         "evidence_order_ids": empty_str_array() if evidence_order_ids is None else evidence_order_ids,
     }
+    if "detected_at" in g.columns:  # when the rule could first decide (else window_end: finalize_alerts)
+        cols["detected_at"] = g.detected_at
     if explanation is not None:
         cols["explanation"] = explanation
     return g.select(**cols)

@@ -56,6 +56,7 @@ class AccountDeviation(Rule):
     Params = AccountDeviationParams
     requires = ("trades", "accounts")
     needs_trade_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: AccountDeviationParams) -> ir.Table:
         acc = t["accounts"]
@@ -72,6 +73,7 @@ class AccountDeviation(Rule):
             asset=hits.asset.min(),
             n_assets=hits.asset.nunique(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
             peak=hits.window.max(),
             baseline=hits.baseline_hourly_notional.max(),
@@ -92,6 +94,7 @@ class AccountDeviation(Rule):
             baseline=ev.baseline.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
         return e.select(
@@ -100,6 +103,7 @@ class AccountDeviation(Rule):
             accounts=ibis.array([e.account_id]),
             window_start=e.window_start,
             window_end=e.window_end,
+            detected_at=e.detected_at,
             value=e.value,
             score=e.value / p.multiple,
             evidence_trade_ids=e.evidence_trade_ids,

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_episodes
+from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_asset_venue, with_episodes
 from market_surveillance.rules.bars import bars, with_baseline, with_bucket_evidence
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -52,6 +52,7 @@ class AssetVolumeSpike(Rule):
     threshold_param = "multiple"
     Params = AssetVolumeSpikeParams
     requires = ("trades",)
+    lookback = ("baseline_s", "window_s")
 
     def candidates(self, t: Tables, p: AssetVolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
@@ -66,10 +67,14 @@ class AssetVolumeSpike(Rule):
             n=hits.n.sum(),
             window_start=hits.ts_first.min(),
             window_end=hits.ts_last.max(),
+            # a window's notional is final when it closes
+            detected_at=(hits.bucket.min() + 1) * int(p.window_s * US),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
+        g = with_asset_venue(g, tr)
         return alert_rows(
             g,
+            venue=g.venue,
             value=g.value,
             score=g.value.cast("float64") / p.multiple,
             evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),

@@ -97,6 +97,7 @@ class CancelToFill(Rule):
     Params = CancelToFillParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
         o = t["orders"]
@@ -116,6 +117,7 @@ class CancelToFill(Rule):
             value=hits.r.max(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
         return alert_rows(

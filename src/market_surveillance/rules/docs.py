@@ -6,6 +6,52 @@ import dataclasses
 import inspect
 
 from market_surveillance.rules.registry import all_rules
+from market_surveillance.schema import TABLES, DataProfile
+
+#: The kinds of data rules meet, as the profile each gives (column title, example sources, profile).
+DATA_KINDS = (
+    (
+        "accounts",
+        "a venue's own data: trades and orders with account ids, reference tables (the simulator)",
+        DataProfile(frozenset(TABLES) - {"labels", "book"}, True, True),
+    ),
+    (
+        "orders",
+        "every order with its id, no accounts (LOBSTER, ITCH-style feeds)",
+        DataProfile(frozenset({"trades", "orders"}), False, False),
+    ),
+    (
+        "book levels",
+        "price-level (L2) book changes without order ids, and trades (Tardis incremental_book_L2, snapshots)",
+        DataProfile(frozenset({"trades", "book"}), False, False, has_order_ids=False),
+    ),
+    (
+        "trades only",
+        "public trades without accounts (ccxt, Tardis trades, Binance dumps)",
+        DataProfile(frozenset({"trades"}), False, False),
+    ),
+)
+
+
+def data_table(rules: list) -> list[str]:
+    """Which rule runs on which data: each rule's own ``skip_reason`` asked for each kind of data."""
+    lines = [
+        "",
+        "## Which rule runs on which data",
+        "",
+        "Each rule's `skip_reason` asked with the profile of each kind of data (so this table follows the code):",
+        "",
+    ]
+    lines += [f"* **{title}**: {what}." for title, what, _ in DATA_KINDS]
+    lines += [
+        "",
+        "| id | name | " + " | ".join(title for title, _, _ in DATA_KINDS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in DATA_KINDS) + " |",
+    ]
+    for cls in rules:
+        cells = ["yes" if cls().skip_reason(profile) is None else "" for _, _, profile in DATA_KINDS]
+        lines.append(f"| {cls.rule_id} | `{cls.name}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def registry_markdown() -> str:
@@ -36,6 +82,7 @@ def registry_markdown() -> str:
     for cls in rules:
         also = ", ".join(str(t) for t in cls.also_answers)
         lines.append(f"| {cls.rule_id} | `{cls.name}` | {cls.typology} | {also} | {cls.regulatory_name} |")
+    lines += data_table(rules)
     for cls in rules:
         lines += ["", f"## {cls.rule_id} `{cls.name}`", ""]
         lines.append(inspect.cleandoc(cls.__doc__ or ""))

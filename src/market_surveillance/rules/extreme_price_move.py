@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, asset_liquidity, with_episodes
+from market_surveillance.rules._common import US, alert_rows, asset_liquidity, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -131,6 +131,8 @@ class ExtremePriceMove(Rule):
         Clean random worlds: 1.0 alert per 100k trades (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8) against a budget of 5 for all
         rules together; precision 0.96. Thin tokens' random walks reach 4.5 "sigmas" of a quiet half hour.
     """
+    # the ADV / price-step norms are taken over the data in view (see docs/online.md)
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
         tr = trailing_price_stats(t["trades"], p.window_s)
@@ -148,12 +150,15 @@ class ExtremePriceMove(Rule):
             n_up=hits.up.cast("int64").sum(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
+        g = with_asset_venue(g, t["trades"])
         direction = ibis.ifelse(g.n_up * 2 >= g.n, "above", "below")
         # market-level: the rule judges the asset's price, not who printed it (evidence names the trades)
         return alert_rows(
             g,
+            venue=g.venue,
             value=g.value,
             score=g.value.cast("float64") / p.sigma,
             evidence_trade_ids=g.evidence_trade_ids,

@@ -91,6 +91,8 @@ class FrontRunning(Rule):
         knowledge (who saw the client order) that trade data lacks. Large print now 30x the median, which
         restores the reference world's precision.
     """
+    # the size reference is the median notional of the data in view (a day): see docs/online.md
+    lookback = ("lead_s", "exit_s", 86_400)
 
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
@@ -166,6 +168,7 @@ class FrontRunning(Rule):
             min_profit=hits.min_profit.max(),
             window_start=hits.first.min(),
             window_end=hits.last.max(),
+            detected_at=hits.big_us.min() + int(p.exit_s * US),
             evidence_trade_ids=hits.trade_ids.collect().flatten(),
             big_ids=hits.big_id.collect(),
         )

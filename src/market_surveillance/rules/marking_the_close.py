@@ -130,6 +130,8 @@ class MarkingTheClose(Rule):
         after: 13 of 16 found, ramps 3/6, 0 alerts on clean worlds). A ramp over 15 minutes on a liquid asset
         moves its price ~3–4 typical moves, at the threshold.
     """
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
     def spans_s(self, p: MarkingTheCloseParams) -> list[int]:
         """The spans before a fixing examined, longest first (each at least a minute)."""

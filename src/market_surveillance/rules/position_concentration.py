@@ -48,6 +48,8 @@ class PositionConcentration(Rule):
     threshold_param = "min_share"
     Params = PositionConcentrationParams
     requires = ("positions", "assets", "trades")
+    # judged on each position snapshot against the last price seen (decided at the snapshot's as_of)
+    lookback = (86_400,)
 
     def candidates(self, t: Tables, p: PositionConcentrationParams) -> ir.Table:
         pos = t["positions"]

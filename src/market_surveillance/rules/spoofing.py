@@ -66,6 +66,8 @@ class Spoofing(Rule):
         low_notional variant recall 4/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): on small caps the genuine opposite trade is
         often more than ``opposite_window_s`` from the spoof order.
     """
+    # the size reference is the median order size of the data in view (a day): see docs/online.md
+    lookback = ("max_lifetime_s", "opposite_window_s", 86_400)
 
     def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
         tr = t["trades"]
@@ -97,7 +99,7 @@ class Spoofing(Rule):
             ],
         )
         per_order = j.group_by(
-            [j.order_id, j.account_id, j.asset, j.venue, j.ts, j.ts_us, j.cancel_ts, j.qty, j.med_qty]
+            [j.order_id, j.account_id, j.asset, j.venue, j.ts, j.ts_us, j.cancel_ts, j.cancel_us, j.qty, j.med_qty]
         ).aggregate(trade_ids=j.trade_id.collect())
         per_order = with_episodes(
             per_order, ["account_id", "asset", "venue"], p.episode_gap_s, tiebreak="order_id"
@@ -107,6 +109,7 @@ class Spoofing(Rule):
             size_x=(per_order.qty / per_order.med_qty).max(),
             window_start=per_order.ts.min(),
             window_end=per_order.cancel_ts.max(),
+            detected_at=ibis.greatest(per_order.cancel_us, per_order.ts_us + win).min(),
             evidence_order_ids=per_order.order_id.collect(),
             evidence_trade_ids=per_order.trade_ids.collect().flatten(),
         )
@@ -116,6 +119,7 @@ class Spoofing(Rule):
             accounts=ibis.array([g.account_id]),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.size_x,
             score=g.size_x / p.size_multiple * (1 + g.n.cast("float64")).ln(),
             evidence_trade_ids=g.evidence_trade_ids,

@@ -123,6 +123,8 @@ class VolumeSpike(Rule):
         ADV floor 0.25 % → precision 0.13, 0.3 % → 1.0 with recall 0.75; clean world 4 alerts). An account's
         own norm is too noisy at this scale; MS007 (stored baseline) and MS016 (market level) cover part.
     """
+    # the ADV / price-step norms are taken over the data in view (see docs/online.md)
+    lookback = ("short_window_s", "long_window_s")
 
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
@@ -156,6 +158,7 @@ class VolumeSpike(Rule):
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.r.max(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
             recent=hits.recent.max(),
         )
@@ -175,6 +178,7 @@ class VolumeSpike(Rule):
             recent=ev.recent.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
         return alert_rows(

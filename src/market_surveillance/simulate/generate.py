@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from market_surveillance.schema import conform
+from market_surveillance.schema import conform, encode_csv
 from market_surveillance.simulate.background import (
     assign_owners,
     create_population,
@@ -208,10 +208,6 @@ def _write(out: Path, name: str, table: pa.Table, csv: bool) -> None:
     # no wall-clock metadata: identical input gives identical bytes
     pq.write_table(table, out / f"{name}.parquet", compression="zstd", store_schema=True)
     if csv:
-        flat = table
-        if "accounts" in table.column_names:
-            idx = table.schema.get_field_index("accounts")
-            flat = table.set_column(idx, "accounts", pc.binary_join(table["accounts"], ";"))
-        pacsv.write_csv(flat, out / f"{name}.csv")
+        pacsv.write_csv(encode_csv(table), out / f"{name}.csv")  # lists as JSON arrays (docs/schema.md)
     else:
         (out / f"{name}.csv").unlink(missing_ok=True)
