@@ -32,7 +32,6 @@ KNOWN_SHORTFALLS: dict[str, str] = {
     "recall spoofing/low_notional": "not every $2-5k spoof stands out against a thin book's orders",
     "recall volume_spike/low_cap": "MS004's ADV-share floors miss bursts on thin tokens",
     "precision volume_spike": "an unlabelled account over its norm",
-    "precision front_running": "background takers' exits after large prints",
     "precision cancel_to_fill": "an unlabelled account",
     "clean": "MS003, MS006, MS012 and MS010 fire on clean random worlds",
 }
