@@ -441,7 +441,8 @@ def test_ml_rule_candidates_match_run_and_asset_params_refused():
 
 
 def test_ml_rule_other_pyod_model_by_name_runs():
-    alerts = MLAnomaly(MLAnomalyParams(model="ecod", contamination=0.05)).run(_tables(_population(0)))
+    p = MLAnomalyParams(model="ecod", threshold="quantile", contamination=0.05)
+    alerts = MLAnomaly(p).run(_tables(_population(0)))
     assert alerts.num_rows >= 1
     assert all("(peer median " in e for e in alerts["explanation"].to_pylist())
 
@@ -476,3 +477,19 @@ def test_ml_write_scores_round_trip_and_account_auc(tmp_path):
     assert account_auc(back, labels) >= 0.9
     with pytest.raises(ValueError, match="both"):
         account_auc(back[back["account_id"] != SNEAKY], labels)
+
+
+def test_ml_rule_budget_robust_threshold_and_daily_cap():
+    tables = _tables(_population(0))
+    out = MLAnomaly().execute(tables)
+    alerts, table = out.alerts, out.side["ml_scores"]
+    scores = np.asarray(table["score"].to_numpy())
+    med = np.median(scores)
+    mad = 1.4826 * np.median(np.abs(scores - med))
+    # alerts only outside the fitted normal range, every account still scored
+    assert all(s > med + 9.0 * mad for s in alerts["score"].to_pylist())
+    assert len(scores) >= alerts.num_rows
+    capped = MLAnomaly(MLAnomalyParams(robust_z=1.0, max_alerts_per_day=2)).run(tables)
+    assert capped.num_rows <= 2 * 2  # two a day; the population spans at most two calendar days
+    wide = MLAnomaly(MLAnomalyParams(robust_z=1.0, max_alerts_per_day=0)).run(tables)
+    assert wide.num_rows > capped.num_rows

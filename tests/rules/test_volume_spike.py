@@ -29,6 +29,16 @@ def _burst(acct: str, start: float, n: int, notional_each: float):
     ]
 
 
+#: the liquidity-relative configuration (ADV-share floors, low absolute floors, a history of 5 trades)
+RELATIVE = VolumeSpikeParams(
+    min_adv_share=0.003,
+    min_baseline_adv_share=0.0015,
+    min_notional=500.0,
+    min_baseline=100.0,
+    min_prior_trades=5,
+)
+
+
 def _run(rows, params=None):
     rows = [{**r, "trade_id": f"T{i:04d}"} for i, r in enumerate(rows)]
     _, t, _ = from_arrow({"trades": trades(rows)})
@@ -58,23 +68,25 @@ def test_volume_spike_just_under_ratio_or_notional_no_alert():
     # 10× its own baseline but $90k is under 0.3 % of this asset's ADV (a whale trades $2M/h): no alert;
     # the same burst on an asset whose ADV is small is large for it
     small = _steady("acct", 20, 1_000) + _burst("acct", 20 * H, 9, 10_000)
-    assert _run(small + _steady("whale", 24, 2_000_000)).num_rows == 0
+    assert _run(small + _steady("whale", 24, 2_000_000), RELATIVE).num_rows == 0
     assert (
         _run(
             small + _steady("whale", 24, 2_000_000),
-            VolumeSpikeParams(min_adv_share=0.0015, min_baseline_adv_share=1e-4),
+            RELATIVE.replace(min_adv_share=0.0015, min_baseline_adv_share=1e-4),
         ).num_rows
         == 1
     )
-    assert _run(small).num_rows == 1
+    assert _run(small, RELATIVE).num_rows == 1
+    assert _run(small).num_rows == 0  # default: the $100k absolute floor
 
 
 def test_volume_spike_thin_token_burst_in_its_own_units_found():
     # a $0.01 token: an account trading $50/h, then $1,500 in 20 minutes (a 2,000-unit ticket size)
     rows = _steady("acct", 20, 50) + _burst("acct", 20 * H, 15, 100)
     rows = [{**r, "asset": "MICRO-USD", "price": 0.01, "qty": r["qty"] * 10_000} for r in rows]
-    out = _run(rows)
+    out = _run(rows, RELATIVE)
     assert out.num_rows == 1 and out.to_pylist()[0]["asset"] == "MICRO-USD"
+    assert _run(rows).num_rows == 0  # the default absolute floors are blind to it
 
 
 def test_volume_spike_account_new_to_the_asset_no_alert():
