@@ -7,6 +7,7 @@ read them. It lives here, not in ``rules``, so those layers do not import the ru
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,14 +120,14 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
         alert_id(rule.rule_id, a, v, ac, s, e)
         for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)
     ]
-    score = raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False)
+    score = raw["score"].cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
     bad = ~np.isfinite(score)
     if bad.any():
-        # ranked as 0.0 such an alert would sink unseen: a rule that cannot score its alert is a bug to surface
-        i = int(np.flatnonzero(bad)[0])
+        # a score orders the analyst's queue: an undefined one is a rule bug, never a silent 0.0
+        i = int(np.argmax(bad))
         raise ValueError(
-            f"rule {rule.rule_id} {rule.name} gave {int(bad.sum())} alert(s) a non-finite score "
-            f"({score[i]}), first on {assets[i]} {ws_py[i]}–{we_py[i]}"
+            f"rule {rule.rule_id} ({rule.name}) produced {int(bad.sum())} alert(s) whose score is not a finite "
+            f"number, e.g. {score[i]} for asset {assets[i]!r} window {ws_py[i]}"
         )
     out = pa.Table.from_arrays(
         [

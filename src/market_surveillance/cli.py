@@ -9,7 +9,6 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(
@@ -18,10 +17,14 @@ app = typer.Typer(
 console = Console()
 
 
+err_console = Console(stderr=True)
+
+
 def _fail(msg: str) -> NoReturn:
-    # one line, never wrapped, markup-free: file names may hold [brackets]
+    # one line on stderr, never wrapped, markup-free (file names may hold [brackets]), so scripts and people
+    # both read it
     text = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
-    console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -87,6 +90,7 @@ def list_rules(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="parameters on one line per rule")] = False,
 ) -> None:
     """List registered rules with their typology and parameters."""
     from market_surveillance.rules.config import ConfigError, build_rules, load_config
@@ -101,11 +105,19 @@ def list_rules(
         rules = build_rules(load_config(config), source=str(config or "defaults"))
     except ConfigError as exc:
         _fail(str(exc))
-    table = Table("id", "name", "typology", "params", title="surveillance rules")
+    from rich import box
+
+    # ids and names are never cut (they are typed into --rule and configs); parameters fold, one per line
+    table = Table(title="surveillance rules", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=5)
+    table.add_column("name", no_wrap=True)
+    table.add_column("typology", overflow="fold", min_width=8)
+    table.add_column("params", overflow="fold", min_width=12)
+    sep = ", " if wide else "\n"
     for r in rules:
-        params = ", ".join(f"{k}={v}" for k, v in r.params.as_dict().items())
+        params = sep.join(f"{k}={v}" for k, v in r.params.as_dict().items())
         if r.asset_params:
-            params += "; per asset: " + ", ".join(sorted(r.asset_params))
+            params += sep + "per asset: " + ", ".join(sorted(r.asset_params))
         table.add_row(r.rule_id, r.name, str(r.typology), params)
     console.print(table)
 
@@ -115,6 +127,16 @@ def _print_runs(result) -> None:  # type: ignore[no-untyped-def]
     for r in result.runs:
         table.add_row(r.rule_id, r.name, r.status, str(r.alerts), f"{r.seconds:.2f}", r.reason)
     console.print(table)
+
+
+def _shown_url(url: str) -> str:
+    """A store URL fit for the terminal: the password masked."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
@@ -162,8 +184,22 @@ def _limits(ts_min: str | None, ts_max: str | None):  # type: ignore[no-untyped-
 
 @app.command()
 def detect(
-    data: Annotated[Path, typer.Option(help="canonical data folder, or a source file/folder with --format")],
-    out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
+    data: Annotated[
+        str,
+        typer.Option(
+            help="canonical data folder, a source file/folder with --format, or a database URL "
+            "(postgresql+psycopg://user@host/db) holding the canonical tables"
+        ),
+    ],
+    db_schema: Annotated[
+        str, typer.Option(help="database URL: schema holding the canonical tables")
+    ] = "public",
+    table_prefix: Annotated[
+        str, typer.Option(help="database URL: prefix of the canonical table names (e.g. ms_)")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option(help="alerts file to write (.parquet or .csv); none unless given")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
@@ -174,6 +210,12 @@ def detect(
     orderbook: Annotated[
         Path | None,
         typer.Option(help="lobster: LOBSTER's orderbook file; check our book against it, write book features"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="first UTC date YYYY-MM-DD of date-partitioned tables to read")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="last UTC date YYYY-MM-DD of date-partitioned tables to read")
     ] = None,
     quarantine: Annotated[
         Path | None, typer.Option(help="write bad input rows to this folder instead of failing")
@@ -206,11 +248,20 @@ def detect(
 ) -> None:
     """Run every rule on the data and write the alerts (and, with --db, record the run in the store)."""
     from market_surveillance.alerts import write_alerts
+    from market_surveillance.io.database import display_source, is_database_url
     from market_surveillance.pipeline import detect_source
     from market_surveillance.rules.registry import all_rules
 
-    if not data.exists():
+    if not is_database_url(data) and not Path(data).exists():
         _fail(f"{data}: no such file or folder")
+    if db is not None:
+        # reach, migrate and check the store first: a bad URL must not cost a whole detection run
+        from market_surveillance.store import Store, StoreError
+
+        try:
+            Store.open(db).dispose()
+        except StoreError as exc:
+            _fail(f"cannot open store {_shown_url(db)}: {exc}")
     if not 0 <= max_quarantined <= 100:
         _fail(f"--max-quarantined is a percentage in [0, 100], got {max_quarantined}")
     limits = _limits(ts_min, ts_max)
@@ -221,7 +272,9 @@ def detect(
 
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
     if orderbook is not None:
-        _check_lobster_book(data, orderbook, fmt, date, out)
+        _check_lobster_book(Path(data), orderbook, fmt, date, out)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -244,30 +297,52 @@ def detect(
                 max_quarantined_share=max_quarantined / 100,
                 allow_empty=allow_empty,
                 on_input=_print_counts,
+                since=_day(since, "--since"),
+                until=_day(until, "--until"),
+                db_schema=db_schema,
+                table_prefix=table_prefix,
             )
         except Exception as exc:
             prog.stop()
             _fail(_error_line(exc))
-    try:
-        write_alerts(result.alerts, out)
-    except Exception as exc:
-        _fail(_error_line(exc))
     _print_runs(result)
-    console.print(f"{result.alerts.num_rows} alerts written to {out}")
-    if result.ml_scores is not None:
+    if out is not None:
+        try:
+            write_alerts(result.alerts, out)
+        except Exception as exc:
+            _fail(_error_line(exc))
+        console.print(f"{result.alerts.num_rows} alerts written to {out}")
+    elif db is None:
+        console.print(f"{result.alerts.num_rows} alerts found; nothing written (give --out FILE and/or --db URL)")
+    if result.ml_scores is not None and out is not None:
         from market_surveillance.ml.rule import write_scores
 
         csv_path, _ = write_scores(result.ml_scores, out.parent)
         console.print(f"{len(result.ml_scores)} account scores written to {csv_path} (+ .parquet)")
     if db is not None:
-        from market_surveillance.store import record_detection
+        from market_surveillance.store import StoreError, record_detection
 
-        run_id = record_detection(db, result, data_source=str(data), config_path=config)
-        console.print(f"run {run_id} recorded in {db}")
+        try:
+            run_id = record_detection(db, result, data_source=display_source(data), config_path=config)
+        except (StoreError, ValueError) as exc:
+            _fail(f"run not recorded in {_shown_url(db)}: {str(exc).strip().splitlines()[0]}")
+        console.print(f"run {run_id} recorded in {_shown_url(db)}")
 
 
-def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
-    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+def _day(text: str | None, option: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
+
+
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path | None) -> None:
+    """Print `book check: N compared, M mismatches`; with --out, write LOBSTER's book features beside the
+    alerts (nothing goes into the current directory unless asked)."""
     import pyarrow.parquet as pq
 
     from market_surveillance.io.lobster_book import check_book, orderbook_features
@@ -287,6 +362,8 @@ def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None,
             "the orderbook's first row, were seeded)",
             highlight=False,
         )
+    if out is None:
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / "lobster_book.parquet"
     pq.write_table(feats, path)
@@ -372,9 +449,13 @@ def evaluate(
     """Score alerts against the labelled scenarios: recall per typology, precision per rule."""
     from market_surveillance.evaluate import score_files
 
+    if not data.is_dir():
+        _fail(f"{data}: no such data folder")
+    if not alerts.is_file():
+        _fail(f"{alerts}: no such alerts file (write one with `detect --out`)")
     try:
         card = score_files(data, alerts)
-    except Exception as exc:
+    except Exception as exc:  # no labels, unreadable or foreign alerts file, ...: one line
         _fail(_error_line(exc))
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
@@ -386,6 +467,40 @@ from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
+
+from market_surveillance.store.cli_audit import store_app  # noqa: E402  (also adds `cases verify`)
+
+app.add_typer(store_app, name="store")
+
+
+@alerts_app.command("report")
+def alerts_report(
+    alert_id: Annotated[str, typer.Argument(help="alert id (or a unique prefix, as the queue shows it)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    data: Annotated[
+        Path,
+        typer.Option(envvar="MS_DATA_DIR", help="run folder with the canonical tables (make demo: data/)"),
+    ] = Path("data"),
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="MS_STORE_URL", help="store URL (default sqlite:///<data>/alerts.sqlite)"
+        ),
+    ] = None,
+) -> None:
+    """Write one alert as a self-contained HTML page: charts, evidence, book replay, accounts, cases."""
+    from market_surveillance.dashboard.report import write_alert_report
+
+    url = db or f"sqlite:///{data / 'alerts.sqlite'}"
+    if not data.is_dir():
+        _fail(f"run folder {data} does not exist (give --data, or run `make demo` first)")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        _fail(f"store {url} does not exist (give --db)")
+    try:
+        path = write_alert_report(alert_id, out, data, url)
+    except (KeyError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
+    console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("import")

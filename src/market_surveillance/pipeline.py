@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.io.canonical import OpenedSource
 from market_surveillance.rules.base import Rule
 from market_surveillance.rules.config import build_rules, load_config
-from market_surveillance.schema import DataProfile, InputError, Limits
+from market_surveillance.schema import DataProfile, InputError, Limits, date_window
 
 
 @dataclass
@@ -122,6 +123,13 @@ def check_input(
 ) -> None:
     """Refuse an input that is empty (unless ``allow_empty``) or whose quarantined share of any table
     passes ``max_quarantined_share``: alerts on what is left would look complete and not be."""
+    for name, c in counts.items():
+        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
+        if n_in and n_q / n_in > max_quarantined_share:
+            raise InputError(
+                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
+                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
+            )
     if counts and not allow_empty:
         kept = sum(
             counts.get(t, {}).get("accepted", counts.get(t, {}).get("rows_out", 0))
@@ -131,13 +139,6 @@ def check_input(
             read = ", ".join(f"{k} {c['rows_in']:,} rows in" for k, c in counts.items() if "rows_in" in c)
             raise InputError(
                 f"empty input: no trades or order events accepted ({read}); --allow-empty to run anyway"
-            )
-    for name, c in counts.items():
-        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
-        if n_in and n_q / n_in > max_quarantined_share:
-            raise InputError(
-                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
-                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
             )
 
 
@@ -155,8 +156,17 @@ def detect_source(
     max_quarantined_share: float = MAX_QUARANTINED_SHARE,
     allow_empty: bool = False,
     on_input: Callable[[dict[str, dict[str, int]]], None] | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    db_schema: str = "public",
+    table_prefix: str = "",
 ) -> DetectResult:
     """Open (and validate) a data source and run every configured rule.
+
+    ``since``/``until`` (UTC dates, inclusive) select the partitions of date-partitioned canonical tables
+    (``trades/date=YYYY-MM-DD/*.parquet``); other partitions are never read. ``data`` may be a PostgreSQL
+    URL holding the canonical tables (in ``db_schema``, names prefixed by ``table_prefix``), see
+    :mod:`market_surveillance.io.database`; the window is then applied by the server.
 
     ``fmt="canonical"`` reads a canonical data folder; other formats go through the adapters in
     :mod:`market_surveillance.io`. ``engine`` is ``duckdb`` (default, or ``$MS_ENGINE``) or ``spark``.
@@ -167,15 +177,22 @@ def detect_source(
 
     engine = engine or os.environ.get("MS_ENGINE", "duckdb")
     rules = build_rules(load_config(config_path), source=str(config_path or "defaults"))
-    src = open_input(
-        data,
-        fmt=fmt,
-        date=date,
-        quarantine_dir=quarantine_dir,
-        engine=engine,
-        spark_master=spark_master,
-        limits=limits,
-    )
+    from market_surveillance.io.database import is_database_url, stream_to_folder
+
+    if is_database_url(data):
+        if fmt != "canonical":
+            raise InputError("a database URL holds canonical tables: leave --format at canonical")
+        data = stream_to_folder(str(data), schema=db_schema, prefix=table_prefix, since=since, until=until)
+    with date_window(since, until):
+        src = open_input(
+            data,
+            fmt=fmt,
+            date=date,
+            quarantine_dir=quarantine_dir,
+            engine=engine,
+            spark_master=spark_master,
+            limits=limits,
+        )
     if on_input is not None:
         on_input(src.counts)
     check_input(src.counts, max_quarantined_share=max_quarantined_share, allow_empty=allow_empty)

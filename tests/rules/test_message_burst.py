@@ -38,9 +38,10 @@ def test_message_burst_clean_flow_no_alert():
 
 
 def test_message_burst_just_under_threshold_no_alert():
-    # median second: 7 messages; 20 × 7 = 140, the flooded second holds 7 more
-    assert _run(MessageBurst, _flood(132)).num_rows == 0
-    assert _run(MessageBurst, _flood(134)).num_rows == 1
+    # busy level (q0.99 of the seconds) 10 messages: 3 × 10 = 30 is below the floor of 100; the flooded
+    # second holds 7 background messages too
+    assert _run(MessageBurst, _flood(92)).num_rows == 0
+    assert _run(MessageBurst, _flood(94)).num_rows == 1
 
 
 def test_message_burst_trading_rush_is_not_stuffing():
@@ -51,16 +52,16 @@ def test_message_burst_trading_rush_is_not_stuffing():
 
 
 def test_message_burst_other_liquidity_tier_found():
-    # a busier book (40 messages a second): the threshold scales with it
-    assert _run(MessageBurst, _flood(700), per_second=20).num_rows == 0
-    assert _run(MessageBurst, _flood(900), per_second=20).num_rows == 1
+    # a busier book (busy level 40 a second): the threshold scales to 3 × 40 = 120 (39 background)
+    assert _run(MessageBurst, _flood(80), per_second=20).num_rows == 0
+    assert _run(MessageBurst, _flood(82), per_second=20).num_rows == 1
 
 
 def test_level_message_burst_one_level_flicker_found():
     out = _run(LevelMessageBurst, _flood(120))
     assert out.num_rows == 1
     row = out.to_pylist()[0]
-    assert row["value"] == 120.0 and "sell 100.05" in row["explanation"]
+    assert row["value"] == 120.0 and "at one sell level in 100.05-100.05" in row["explanation"]
     # the same count spread over many prices is no single-level flicker
     spread = [{**r, "price": 100.05 + (i // 2) * 0.01} for i, r in enumerate(_flood(120))]
     assert _run(LevelMessageBurst, spread).num_rows == 0
@@ -68,6 +69,12 @@ def test_level_message_burst_one_level_flicker_found():
 
 
 def test_message_burst_sensitive_vs_non_sensitive_params():
-    extra = _flood(120)
-    assert _run(MessageBurst, extra, MessageBurstParams(burst_multiple=10.0)).num_rows == 1
-    assert _run(MessageBurst, extra, MessageBurstParams(burst_multiple=20.0)).num_rows == 0
+    extra = _flood(120)  # 127 messages in the second
+    assert _run(MessageBurst, extra, MessageBurstParams(burst_multiple=3.0)).num_rows == 1
+    assert _run(MessageBurst, extra, MessageBurstParams(burst_multiple=15.0)).num_rows == 0
+
+
+def test_level_message_burst_neighbouring_levels_one_alert():
+    two = _flood(120) + _flood(120, price=100.06, prefix="r")
+    out = _run(LevelMessageBurst, two)
+    assert out.num_rows == 1 and "100.05-100.06" in out["explanation"][0].as_py()

@@ -59,7 +59,7 @@ def test_pump_and_dump_injected_found_with_expected_entity_and_window():
     out = _run(_background() + burst)
     assert out.num_rows == 1
     row = out.to_pylist()[0]
-    assert row["asset"] == "BTC-USD" and row["venue"] is None and row["accounts"] == []
+    assert row["asset"] == "BTC-USD" and row["venue"] == "EXA" and row["accounts"] == []
     assert row["window_start"] == at(BURST_AT)
     assert row["window_end"] == at(burst[59]["ts"])
     assert row["value"] > 100  # 60 trades in the minute vs 0.5 per minute

@@ -17,7 +17,9 @@ from market_surveillance.rules.registry import register
 class AccountDeviationParams(Params):
     window_s: int = param(10800, low=1, doc="rolling window, seconds")
     multiple: float = param(12.0, low=1.0, doc="window notional vs the stored baseline over the same hours")
-    min_notional: float = param(20_000.0, low=0.0, doc="window notional at least, quote currency")
+    min_notional: float = param(
+        2_000.0, low=0.0, doc="absolute floor of the window notional, quote currency (dust bursts)"
+    )
     segment: str = param(
         Segment.RETAIL.value, choices=tuple(s.value for s in Segment), doc="account segment monitored"
     )
@@ -31,7 +33,11 @@ class AccountDeviation(Rule):
     What it detects
         Accounts of the monitored ``segment`` (retail by default) whose rolling ``window_s`` traded notional
         reaches ``multiple`` times their stored ``baseline_hourly_notional`` over the same number of hours,
-        and at least ``min_notional``.
+        and at least ``min_notional``. The threshold is relative to the account's own norm, which already
+        speaks the units of what it trades; the dollar floor only keeps dust accounts quiet. Pooled over the
+        account's assets on purpose: the stored baseline is per account, and a takeover or mule account
+        shows up as the account's total activity departing from it, wherever it trades (the alert names the
+        asset when the burst is on one).
     Why it is abusive
         A small account suddenly trading many times its history is a classic sign of account takeover,
         a mule or nominee account used by a manipulator, or trading on inside information (EU MAR Art. 8,

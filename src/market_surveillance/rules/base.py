@@ -127,6 +127,8 @@ class Rule(ABC):
     metric: ClassVar[str]
     threshold_param: ClassVar[str]
     Params: ClassVar[type[Params]]
+    #: where the rule falls short of the robustness acceptance, with the measured figure and why (docs)
+    limitations: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ("trades",)
     needs_trade_accounts: ClassVar[bool] = False
     needs_order_accounts: ClassVar[bool] = False

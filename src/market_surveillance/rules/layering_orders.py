@@ -29,7 +29,7 @@ class LayeringOrdersParams(Params):
     )
     min_opposite_trades: int = param(1, low=1, doc="executions on the other side while the ladder stands")
     max_other_side_share: float = param(
-        0.5,
+        0.25,
         low=0.0,
         closed="neither",
         doc="a ladder is one-sided when the other side's such orders cover fewer levels than this share",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from market_surveillance.rules.message_burst import _Burst
+from market_surveillance.rules.message_burst import LevelMessageBurstParams, _Burst
 from market_surveillance.rules.registry import register
 
 
@@ -12,9 +12,10 @@ class LevelMessageBurst(_Burst):
 
     What it detects
         On one venue, asset, side and price: an interval of ``bucket_s`` seconds holding at least
-        ``burst_multiple`` times the median message count of the instrument's active (level, interval) pairs
-        (and at least ``min_messages``), of which at most ``max_trade_share`` are executions. Neighbouring hit
-        intervals of the same level make one alert. Needs order events, not accounts; it skips data with
+        ``burst_multiple`` times the instrument's busy level per price level (the ``reference_quantile`` of
+        its active (level, interval) message counts) and at least ``min_messages``, of which at most
+        ``max_trade_share`` are executions. Hit intervals on one side within ``episode_gap_s`` make one
+        alert, whichever levels flicker (the explanation gives their price range). Needs order events, not accounts; it skips data with
         account ids (MS009 names the account there). On level-based books (``book`` table) each level
         change counts as a message.
     Why it is abusive
@@ -30,3 +31,4 @@ class LevelMessageBurst(_Burst):
     name = "level_message_burst"
     regulatory_name = "EU MAR Annex II 3: disruption of the trading system (quote stuffing, price level)"
     keys = ("venue", "asset", "side", "price")
+    Params = LevelMessageBurstParams

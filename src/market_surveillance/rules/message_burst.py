@@ -20,7 +20,14 @@ from market_surveillance.schema import DataProfile
 class MessageBurstParams(Params):
     bucket_s: float = param(1.0, low=0.0, closed="neither", doc="counting interval, seconds")
     burst_multiple: float = param(
-        20.0, low=1.0, doc="messages in an interval vs the median of the entity's active intervals"
+        3.0, low=1.0, doc="messages in an interval vs the entity's busy level (see reference_quantile)"
+    )
+    reference_quantile: float = param(
+        0.99,
+        low=0.5,
+        high=1.0,
+        closed="left",
+        doc="the instrument's busy level: this quantile of its active intervals' message counts",
     )
     min_messages: int = param(100, low=1, doc="absolute floor of messages in the interval")
     max_trade_share: float = param(
@@ -30,6 +37,14 @@ class MessageBurstParams(Params):
         doc="at most this many trades per message in the interval (stuffing, not a rush)",
     )
     episode_gap_s: int = param(60, low=1, doc="hit intervals further apart start a new episode, seconds")
+
+
+@dataclass(frozen=True)
+class LevelMessageBurstParams(MessageBurstParams):
+    # one price level's busy second is a few messages: a flicker is many times that
+    burst_multiple: float = param(
+        10.0, low=1.0, doc="messages at one level in an interval vs the instrument's busy level per level"
+    )
 
 
 def _level_messages(book: ir.Table) -> ir.Table:
@@ -72,7 +87,9 @@ class _Burst(Rule):
             first_ts=o.ts.min(),
             last_ts=o.ts.max(),
         )
-        base = per.group_by(["venue", "asset"]).aggregate(med=per.msgs.median())
+        # message counts are heavy-tailed: the median second says little about a busy but normal one, so
+        # the reference is the instrument's own busy level (a high quantile of its active intervals)
+        base = per.group_by(["venue", "asset"]).aggregate(med=per.msgs.quantile(p.reference_quantile))
         per = per.join(base, ["venue", "asset"])
         hits = per.filter(
             (per.msgs >= per.med * p.burst_multiple)
@@ -80,22 +97,32 @@ class _Burst(Rule):
             & (per.fills.cast("float64") <= per.msgs.cast("float64") * p.max_trade_share)
         )
         hits = hits.mutate(ts_us=hits._b)
-        hits = with_episodes(hits, keys, p.episode_gap_s)
+        # neighbouring levels flickering in the same seconds are one event: episodes per side, not per level
+        ep_keys = [k for k in keys if k != "price"]
+        hits = with_episodes(hits, ep_keys, p.episode_gap_s, tiebreak="price" if "price" in keys else None)
         ev = o.join(hits.select(*keys, "_b", "episode"), [*keys, "_b"])
         ev = ev.filter(ev.event != "fill")
-        evid = ev.group_by([*keys, "episode"]).aggregate(evidence_order_ids=ev.order_id.collect())
-        g = hits.group_by([*keys, "episode"]).aggregate(
+        evid = ev.group_by([*ep_keys, "episode"]).aggregate(evidence_order_ids=ev.order_id.collect())
+        g = hits.group_by([*ep_keys, "episode"]).aggregate(
             value=hits.msgs.max(),
             med=hits.med.max(),
             n=hits._b.count(),
             window_start=hits.first_ts.min(),
             window_end=hits.last_ts.max(),
+            **({"lo": hits.price.min(), "hi": hits.price.max()} if "price" in keys else {}),
         )
-        g = g.join(evid, [*keys, "episode"])
+        g = g.join(evid, [*ep_keys, "episode"])
         where = (
             ibis.literal("")
             if "price" not in keys
-            else (ibis.literal(" at ") + g.side + " " + g.price.cast("string"))
+            else (
+                ibis.literal(" at one ")
+                + g.side
+                + " level in "
+                + g.lo.cast("string")
+                + "-"
+                + g.hi.cast("string")
+            )
         )
         return g.select(
             asset=g.asset,
@@ -111,7 +138,7 @@ class _Burst(Rule):
             + g.value.cast("string")
             + f" order messages in {p.bucket_s:g} s"
             + where
-            + " (median "
+            + f" (busy level, q{p.reference_quantile:g}: "
             + g.med.round(1).cast("string")
             + ") in "
             + g.n.cast("string")
@@ -125,8 +152,8 @@ class MessageBurst(_Burst):
 
     What it detects
         On one venue and asset: an interval of ``bucket_s`` seconds holding at least ``burst_multiple``
-        times the median message count of the instrument's active intervals (and at least
-        ``min_messages``), of which at most ``max_trade_share`` are executions. Neighbouring hit intervals
+        times the instrument's busy level (the ``reference_quantile`` of its active intervals' message
+        counts) and at least ``min_messages``, of which at most ``max_trade_share`` are executions. Neighbouring hit intervals
         (within ``episode_gap_s``) make one alert. Needs order events, not accounts; it skips data with
         account ids (MS009 names the account there). On level-based books (``book`` table, e.g. Tardis
         ``incremental_book_L2``) each level change counts as a message.

@@ -56,8 +56,9 @@ class PumpAndDump(Rule):
         the buying they caused; the crowd is left holding a coin that reverts. EU MAR Annex I(1)(a)-(b)
         and Annex II 1(b) ("pump and dump"); US securities-fraud and CEA §9(a)(2) manipulation.
     Known false positives
-        Listings, delistings and genuine news on a thin coin (a burst with a price jump, but it usually
-        holds); an exchange's own market making restarting after a halt.
+        Listings, delistings and genuine news on a thin coin (a burst with a price jump that then holds:
+        the rule decides before the dump could be seen, so it cannot tell them apart); an exchange's own
+        market making restarting after a halt.
     """
 
     rule_id = "MS015"

@@ -8,7 +8,13 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, order_lifecycle, with_episodes
+from market_surveillance.rules._common import (
+    US,
+    account_trades,
+    asset_liquidity,
+    order_lifecycle,
+    with_episodes,
+)
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -16,7 +22,10 @@ from market_surveillance.rules.registry import register
 @dataclass(frozen=True)
 class SpoofingParams(Params):
     size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median new-order qty")
-    min_notional: float = param(50_000.0, low=0.0, doc="minimum order notional, quote currency")
+    min_notional_multiple: float = param(
+        10.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
+    )
+    min_notional: float = param(500.0, low=0.0, doc="absolute floor of the order notional, quote currency")
     max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
     opposite_window_s: float = param(60.0, low=0.0, doc="opposite-side trade within ± this many seconds")
     episode_gap_s: int = param(300, low=1, doc="spoof orders further apart start a new episode")
@@ -27,10 +36,13 @@ class Spoofing(Rule):
     """Spoofing: large orders pulled within seconds while trading the other side.
 
     What it detects
-        A `new` order at least ``size_multiple`` times the asset's median new-order size (and worth at least
-        ``min_notional``) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
+        A `new` order at least ``size_multiple`` times the asset's median new-order size and worth at least
+        ``min_notional_multiple`` times the asset's median trade notional (never under the ``min_notional``
+        floor) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
         account trades the opposite side of the same asset within ± ``opposite_window_s``. One alert per
         account, asset and venue episode.
+        Sizes are the instrument's own: a $3k spoof on a token whose trades are worth $100 is as large as a
+        $500k one on BTC, so a dollar threshold tuned for one is blind (or noisy) on the other.
     Why it is abusive
         The large order advertises demand or supply the account never meant to honour, moving others' prices
         toward the account's real order on the other side. EU MAR Annex I(1)(a) and Annex II 3: "spoofing";
@@ -58,11 +70,18 @@ class Spoofing(Rule):
         # "large" is relative to what the asset's order flow usually sizes (agreed semantics), not to prints
         news = t["orders"].filter(t["orders"].event == "new")
         med = news.group_by("asset").aggregate(med_qty=news.qty.median())
+        med = med.join(asset_liquidity(tr).select("asset", "med_notional"), "asset")
         life = order_lifecycle(t["orders"])
         life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
         life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
         big = life.join(med, "asset")
-        big = big.filter((big.qty >= big.med_qty * p.size_multiple) & (big.qty * big.price >= p.min_notional))
+        big = big.filter(
+            (big.qty >= big.med_qty * p.size_multiple)
+            & (
+                big.qty * big.price
+                >= ibis.greatest(big.med_notional * p.min_notional_multiple, p.min_notional)
+            )
+        )
         at = account_trades(tr)
         win = int(p.opposite_window_s * US)
         j = big.join(

@@ -40,18 +40,28 @@ def rule_versions(rules: Iterable[RuleLike]) -> dict[str, Any]:
     }
 
 
+def _beside_store(store: Store) -> Path | None:
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).with_name("alerts.csv")
+
+
 def record_detection(
     db_url: str | None,
     result: DetectResult,
     *,
     data_source: str,
     config_path: Path | None,
-    csv_snapshot: Path | None = Path("data/alerts.csv"),
+    csv_snapshot: Path | None = None,
+    snapshot: bool = True,
 ) -> str:
     """Store a detection result as one run (alerts upserted) and refresh the CSV snapshot; return the run_id.
 
     ``db_url`` None means ``sqlite:///data/alerts.sqlite``. The snapshot holds every alert in the store,
-    not only this run's, and is written after the run is committed.
+    not only this run's, and is written after the run is committed: to ``csv_snapshot`` if given, else
+    beside a SQLite store (``alerts.csv`` next to the database file; never into the current directory),
+    else (PostgreSQL) not at all. ``snapshot=False`` skips it.
     """
     rule_runs = [
         {
@@ -74,6 +84,7 @@ def record_detection(
             rule_runs=rule_runs,
             input_counts=result.input_counts,
         )
-        if csv_snapshot is not None:
-            store.write_snapshot(csv_snapshot)
+        target = csv_snapshot if csv_snapshot is not None else _beside_store(store)
+        if snapshot and target is not None:
+            store.write_snapshot(target)
     return run_id
