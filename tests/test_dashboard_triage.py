@@ -254,3 +254,21 @@ def test_triage_widget_selecting_an_alert_redraws_its_drill_down(demo_run):
     # adding a second alert to the selection focuses the one just clicked
     w.selection.value = (other, first)
     assert w.focus_id == first
+
+
+def test_triage_widget_close_as_false_positive_records_the_reason_code_as_verdict(store):
+    w = TriageWidget(store, actor="alice")
+    assert "legitimate_market_making" in [v for _, v in w.reason.options]
+    w.selection.value = ("a-wash-1", "a-wash-2")
+    w.on_open_case()
+    w.resolution.value = "false_positive"
+    w.comment_text.value = "market maker quoting both sides"
+    w.on_close()  # no reason code: a false positive needs one
+    assert "refused" in w.message.value
+    w.reason.value = "legitimate_market_making"
+    w.on_close()
+    assert "refused" not in w.message.value, w.message.value
+    got = store.alerts(alert_ids=["a-wash-1", "a-wash-2"]).to_pylist()
+    assert {(a["verdict"], a["verdict_reason"]) for a in got} == {
+        ("false_positive", "legitimate_market_making")
+    }
