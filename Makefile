@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean browser
 
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_EXTRAS := dev,spark,notebook
@@ -30,7 +30,20 @@ setup: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/python -m market_surveillance.main
 
-test: $(STAMP)
+# The dashboard's browser test drives JupyterLab in headless Chromium (Debian's chromium + chromium-driver).
+CHROMEDRIVER ?= /usr/bin/chromedriver
+browser:
+	@if [ -x "$(CHROMEDRIVER)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium + chromium-driver for the browser test (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "note: $(CHROMEDRIVER) missing and not root: install Debian's chromium + chromium-driver" \
+		     "(sudo apt-get install chromium chromium-driver) or the browser test fails"; \
+	fi
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/python -m pytest -q
 

@@ -19,7 +19,19 @@ CLI = [sys.executable, "-m", "market_surveillance.cli"]
 def run_seed(seed: int, scale: str, root: Path, world: str = "reference") -> dict:
     data = root / f"seed{seed}"
     subprocess.run(
-        [*CLI, "generate", "--out", str(data), "--seed", str(seed), "--scale", scale, "--no-csv", "--world", world],
+        [
+            *CLI,
+            "generate",
+            "--out",
+            str(data),
+            "--seed",
+            str(seed),
+            "--scale",
+            scale,
+            "--no-csv",
+            "--world",
+            world,
+        ],
         check=True,
         capture_output=True,
     )

@@ -160,3 +160,92 @@ def test_triage_widget_picking_a_stored_case_shows_its_history(store):
     w.case_pick.value = case_id
     assert w.case_id == case_id
     assert "from the CLI" in w.case_view.value and "carol" in w.case_view.value
+
+
+def test_triage_widget_without_actor_refuses_on_sqlite_never_invents_one(store):
+    w = TriageWidget(store)  # issue 17: no "analyst" or $USER stand-in
+    assert w.actor.value == ""
+    w.selection.value = ("a-wash-1",)
+    w.title.value = "t"
+    w.on_open_case(w.open_button)
+    assert w.case_id is None and "an actor is required" in w.message.value
+    assert store.cases() == []
+    w.actor.value = "dora"
+    w.on_open_case(w.open_button)
+    assert w.case_id is not None and store.history(w.case_id)[0].actor == "dora"
+
+
+def test_triage_widget_shows_stored_status_and_readable_audit_after_close(store):
+    w = TriageWidget(store, actor="alice")
+    w.selection.value = ("a-wash-1",)
+    w.on_open_case()
+    w.status.value = "investigating"
+    w.on_set_status()
+    w.comment_text.value = "filed"
+    w.resolution.value = "reported"
+    w.on_close()
+    # the status control follows the store (it used to keep showing "investigating")
+    assert w.status.value == "closed_reported" and w.status.options == ("closed_reported",)
+    label = dict((v, k) for k, v in w.case_pick.options)[w.case_id]
+    assert "closed_reported" in label
+    view = w.case_view.value
+    assert "NaN" not in view and "None" not in view
+    # audit timestamps to the second, not microseconds
+    import re
+
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d<", view)
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", view)
+
+
+def test_triage_widget_queue_label_without_venue_has_no_nan(tmp_path):
+    url = f"sqlite:///{tmp_path / 'alerts.sqlite'}"
+    row = {**_alert("a-x", "self_trade", "PUMP-USD", 1.0, 0), "venue": None}
+    record_detection(
+        url,
+        DetectResult(pa.Table.from_pylist([row], schema=ALERT_SCHEMA)),
+        data_source="test",
+        config_path=None,
+        csv_snapshot=tmp_path / "alerts.csv",
+    )
+    s = Store.open(url)
+    try:
+        label = TriageWidget(s).selection.options[0][0]
+    finally:
+        s.dispose()
+    assert " PUMP-USD " in label and "nan" not in label
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A private copy of the demo run (the widget writes cases into its store)."""
+    import shutil
+
+    from market_surveillance.dashboard import load_run
+
+    d = tmp_path_factory.mktemp("triage-demo") / "data"
+    shutil.copytree(demo_dir, d)
+    run = load_run(d, f"sqlite:///{d / 'alerts.sqlite'}")
+    yield run
+    run.store.dispose()
+
+
+def test_triage_widget_selecting_an_alert_redraws_its_drill_down(demo_run):
+    w = TriageWidget(demo_run.store, actor="alice", run=demo_run)
+    first = w.focus_id
+    assert first == w.selection.options[0][1]  # opens on the top of the queue
+    title = w.drill_out.outputs[0]["data"]["text/plain"]
+    assert first[:10] in title
+    other = next(
+        v for label, v in w.selection.options if label.split()[2] != w.selection.options[0][0].split()[2]
+    )
+    w.selection.value = (other,)
+    assert w.focus_id == other
+    new_title = w.drill_out.outputs[0]["data"]["text/plain"]
+    assert new_title != title and other[:10] in new_title
+    fig = w.drill_out.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert {t.get("name") for t in fig["data"]} >= {"buy aggressor", "sell aggressor"}
+    assert "Order-book replay" in w.replay_out.outputs[0]["data"]["text/plain"]
+    assert "profile" in w.accounts_view.value and "evidence trades" in w.evidence_view.value
+    # adding a second alert to the selection focuses the one just clicked
+    w.selection.value = (other, first)
+    assert w.focus_id == first

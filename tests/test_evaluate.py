@@ -221,3 +221,55 @@ def test_robustness_pools_seeds_and_lists_every_shortfall():
     short = rob.shortfalls()
     assert len(short) == 3 and short[0].startswith("recall wash_trading/self_trade/major: 1/2")
     assert rob.to_dict()["shortfalls"] == short
+
+
+def test_robustness_transfer_alerts_are_those_added_to_the_same_clean_world():
+    from market_surveillance.evaluate import Robustness
+
+    clean = score(_alerts([_self_trade_alert("k")]), _labels([]), n_trades=10_000)
+    with_transfers = score(
+        _alerts([_self_trade_alert("k"), _self_trade_alert("m", 900, 950)]), _labels([]), n_trades=10_010
+    )
+    rob = Robustness({}, {9: clean}, transfers=(9, 10, with_transfers))
+    assert rob.transfer_alerts() == {"self_trade": 1}
+    assert rob.to_dict()["internal_transfers"] == {
+        "seed": 9,
+        "transfers": 10,
+        "added_alerts": {"self_trade": 1},
+    }
+
+
+def test_match_pairs_market_level_alert_needs_a_market_moving_or_answered_label():
+    alerts = _alerts(
+        [
+            {
+                "rule_id": "MS003",
+                "rule_name": "extreme_price_move",
+                "typology": "pump_and_dump",
+                "venue": None,
+                "window_start": 100,
+                "window_end": 200,
+            }
+        ]
+    ).to_pandas()
+    labels = _labels(
+        [
+            {"typology": "spoofing", "asset": "BTC-USD", "accounts": ["s"], "start_ts": 150, "end_ts": 160},
+            {
+                "typology": "marking_the_close",
+                "asset": "BTC-USD",
+                "accounts": ["m"],
+                "start_ts": 150,
+                "end_ts": 160,
+            },
+            {
+                "typology": "pump_and_dump",
+                "asset": "ETH-USD",
+                "accounts": ["p"],
+                "start_ts": 150,
+                "end_ts": 160,
+            },
+        ]
+    ).to_pandas()
+    # the spoofer does not explain a price alert; the marking does; another asset never matches
+    assert match_pairs(alerts, labels).values.tolist() == [[0, 1]]

@@ -519,3 +519,22 @@ def test_io_market_rule_alerts_carry_the_trades_venue():
     # an asset traded on two venues: the alert judges both tapes, so it names none
     two = run(["binance", "kraken"])
     assert two.num_rows >= 1 and set(two["venue"].to_pylist()) == {None}
+
+
+@pytest.mark.spark
+def test_io_spark_path_same_engine_duplicates_dropped_bad_rows_refused(tmp_path):
+    pytest.importorskip("pyspark")
+    from market_surveillance.io.canonical import open_dir_spark, spark_backend
+    from market_surveillance.pipeline import open_input
+
+    t = trades([{"ts": i, "qty": 1.0 + i} for i in range(6)])
+    d = tmp_path / "d"
+    d.mkdir()
+    pq.write_table(pa.concat_tables([t, t.slice(0, 2)]), d / "trades.parquet")
+    src = open_dir_spark(d, backend=spark_backend())
+    assert src.counts["trades"]["duplicates"] == 2 and src.tables["trades"].count().execute() == 6
+    price = t["price"].to_pylist()
+    price[3] = float("inf")
+    pq.write_table(t.set_column(4, "price", pa.array(price, pa.float64())), d / "trades.parquet")
+    with pytest.raises(SchemaError, match=r"'price': NaN, infinite or non-positive value in 1 row\(s\): rows 4"):
+        open_input(d, engine="spark")

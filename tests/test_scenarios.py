@@ -680,7 +680,14 @@ def test_wash_device_pair_one_trade_between_different_owners_sharing_a_fingerpri
     for _, row in lab.iterrows():
         a, b = row.accounts
         assert len(rows_of(t, row.scenario_id)) == 1 and acc.owner_of(a) != acc.owner_of(b)
-        fp = {x: {(d, s) for y, d, s in zip(acc.net_account, acc.net_device, acc.net_subnet, strict=True) if y == x} for x in (a, b)}
+        fp = {
+            x: {
+                (d, s)
+                for y, d, s in zip(acc.net_account, acc.net_device, acc.net_subnet, strict=True)
+                if y == x
+            }
+            for x in (a, b)
+        }
         shared_dev = {d for d, _ in fp[a]} & {d for d, _ in fp[b]}
         shared_sub = {s for _, s in fp[a]} & {s for _, s in fp[b]}
         assert shared_dev or shared_sub

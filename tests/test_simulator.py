@@ -238,7 +238,8 @@ def test_simulate_reference_world_marking_the_close_trades_before_the_daily_fixi
 def test_cli_generate_random_clean_world(tmp_path):
     out = tmp_path / "clean"
     res = CliRunner().invoke(
-        app, ["generate", "--out", str(out), "--seed", "2", "--trades", str(MID), "--world", "random", "--clean"]
+        app,
+        ["generate", "--out", str(out), "--seed", "2", "--trades", str(MID), "--world", "random", "--clean"],
     )
     assert res.exit_code == 0, res.output
     import pyarrow.parquet as pq
@@ -250,3 +251,22 @@ def test_cli_generate_random_clean_world(tmp_path):
 def test_simulate_unknown_world_is_clear():
     with pytest.raises(ValueError, match="unknown world 'mars'"):
         simulate(1, trades=SMALL, world="mars")
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_simulate_random_world_any_seed_orders_and_trades_consistent(seed: int):
+    check_invariants(simulate(seed, trades=12_000, world="random"))
+
+
+def test_simulate_internal_transfers_only_on_request_unlabelled_between_one_owners_accounts():
+    tables = simulate(6, trades=MID, world="random", inject=False, internal_transfers=12)
+    check_invariants(tables)
+    con = _con(tables)
+    linked = con.execute(
+        """SELECT count(*), count(t.scenario_id) FROM trades t
+           JOIN accounts b ON b.account_id = t.buyer_id JOIN accounts s ON s.account_id = t.seller_id
+           WHERE b.owner_id = s.owner_id AND t.buyer_id <> t.seller_id"""
+    ).fetchone()
+    assert linked == (12, 0)
+    assert tables["labels"].num_rows == 0

@@ -185,7 +185,15 @@ def _detect_result(alerts: pa.Table) -> DetectResult:
             "MS005", "spoofing", "spoofing", "skipped", reason="needs table(s) orders, absent from the data"
         ),
     ]
-    return DetectResult(alerts, runs, input_counts={"trades": {"read": 10, "accepted": 9, "quarantined": 1}})
+    from market_surveillance.rules.self_trade import SelfTrade
+
+    # the rules that ran travel with the result: the store records those, not a rebuild from the config
+    return DetectResult(
+        alerts,
+        runs,
+        input_counts={"trades": {"read": 10, "accepted": 9, "quarantined": 1}},
+        rules=[SelfTrade()],
+    )
 
 
 def test_record_detection_twice_same_count_and_snapshot(tmp_path, make_alerts):

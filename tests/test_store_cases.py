@@ -40,7 +40,8 @@ def fresh_store(store_url, make_alerts):
 def _case_in(store: Store, status: CaseStatus) -> str:
     case_id = store.open_case("wash ring", ["MS001-000001", "MS001-000002"], "alice")
     for step in PATH_TO[status]:
-        store.set_status(case_id, step, "alice", comment="setup")
+        reason = "data_quality" if step == CaseStatus.CLOSED_FALSE_POSITIVE else None
+        store.set_status(case_id, step, "alice", comment="setup", reason=reason)
     assert store.case(case_id).status == status
     return case_id
 
@@ -86,12 +87,14 @@ def test_case_allowed_transition_changes_status_with_audit_row(store, old, new):
     case_id = _case_in(store, old)
     before = store.case(case_id)
     n_events = len(store.history(case_id))
-    store.set_status(case_id, new, "carol", comment=f"to {new}")
+    reason = "known_benign_pattern" if new == CaseStatus.CLOSED_FALSE_POSITIVE else None
+    store.set_status(case_id, new, "carol", comment=f"to {new}", reason=reason)
     after = store.case(case_id)
     assert after.status == new
     assert after.updated >= before.updated
     events = store.history(case_id)
-    assert len(events) == n_events + 1
+    # closing also records the alerts' verdicts, as one event just before the close
+    assert len(events) == n_events + (2 if new in CLOSED else 1)
     last = events[-1]
     assert (last.actor, last.field, last.old, last.new, last.comment) == (
         "carol",
@@ -109,7 +112,7 @@ def test_case_refused_transition_raises_and_changes_nothing(store, old, new):
     case_id = _case_in(store, old)
     n_events = len(store.history(case_id))
     with pytest.raises(TransitionError, match=f"cannot go from {old.value} to {new.value}"):
-        store.set_status(case_id, new, "carol", comment="try")
+        store.set_status(case_id, new, "carol", comment="try", reason="other" if new in CLOSED else None)
     assert store.case(case_id).status == old
     assert len(store.history(case_id)) == n_events
 
@@ -165,7 +168,7 @@ def test_case_unknown_ids_raise_clear_errors(fresh_store):
         lambda: store.assign("C-nope", "bob", "alice"),
         lambda: store.comment("C-nope", "x", "alice"),
         lambda: store.set_status("C-nope", "investigating", "alice"),
-        lambda: store.close("C-nope", "false_positive", "alice", "noise"),
+        lambda: store.close("C-nope", "false_positive", "alice", "noise", reason="other"),
     ):
         with pytest.raises(UnknownIdError, match="case C-nope does not exist"):
             call()

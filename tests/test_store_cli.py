@@ -68,6 +68,7 @@ def test_cli_case_round_trip_open_to_closed(db):
             "assign",
             "status",
             "comment",
+            "verdicts",
             "close",
         ]
     assert case_id in _ok("cases", "list", "--db", db, "--status", "closed_reported")
@@ -98,13 +99,17 @@ def test_cli_unknown_ids_and_bad_transitions_exit_2(db):
     assert "unknown case status" in _refused("alerts", "list", "--status", "done", "--db", db)
 
 
-def test_cli_actor_defaults_to_user_env(db, monkeypatch):
+def test_cli_actor_never_falls_back_to_user_env(db, monkeypatch):
+    # issue 17: no silent $USER; SQLite needs --actor, PostgreSQL names the database session user
     monkeypatch.setenv("USER", "erin")
-    monkeypatch.delenv("LOGNAME", raising=False)
+    monkeypatch.delenv("MS_ACTOR", raising=False)
+    if db.startswith("sqlite"):
+        assert "an actor is required" in _refused("cases", "open", "MS001-000003", "--title", "t", "--db", db)
+        return
     out = _ok("cases", "open", "MS001-000003", "--title", "t", "--db", db)
     case_id = re.search(r"opened case (C-\S+)", out).group(1)
     with Store.open(db) as store:
-        assert store.history(case_id)[0].actor == "erin"
+        assert store.history(case_id)[0].actor == "postgres"
 
 
 def test_cli_bad_store_url_exit_2():

@@ -7,6 +7,7 @@ read them. It lives here, not in ``rules``, so those layers do not import the ru
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +27,8 @@ ALERT_SCHEMA = pa.schema(
         pa.field("accounts", pa.list_(pa.string())),
         pa.field("window_start", TS, nullable=False),
         pa.field("window_end", TS, nullable=False),
-        # event time of the data when the decision could first be made (never before the last evidence)
+        # event time of the data when the alert was first decidable: the rule's decision on the data up to
+        # that moment (an episode that goes on keeps it while its window_end grows); never before window_start
         pa.field("detected_at", TS, nullable=False),
         pa.field("score", pa.float64(), nullable=False),
         pa.field("metric", pa.string(), nullable=False),
@@ -38,7 +40,8 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 
-#: Columns a rule's ``candidates`` expression must return (``detected_at`` is optional: window_end).
+#: Columns a rule's ``candidates`` expression must return. ``detected_at`` is optional (timestamp or int64
+#: microseconds since epoch): the event time of the episode's first decision; without it, window_end.
 CANDIDATE_COLUMNS = (
     "asset",
     "venue",
@@ -67,12 +70,14 @@ class AlertSource(Protocol):
 
 
 def alert_id(
-    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any
+    rule_id: str, asset: str | None, venue: str | None, accounts: list[str], start: Any, end: Any = None
 ) -> str:
-    """Deterministic id: hash of rule, entity (asset, venue, accounts) and window."""
-    key = "|".join(
-        [rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start), str(end)]
-    )
+    """Deterministic id: hash of rule, entity (asset, venue, accounts) and the episode's start.
+
+    ``end`` is not part of the identity: an episode that goes on (a later micro-batch of an online run, a
+    longer file) keeps its id and is updated in place instead of being raised again.
+    """
+    key = "|".join([rule_id, asset or "", venue or "", ",".join(sorted(accounts or [])), str(start)])
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -99,8 +104,12 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
     ws = raw["window_start"].cast(TS)
     we = raw["window_end"].cast(TS)
     if "detected_at" in raw.column_names:
-        # a decision is never earlier than the evidence it used
-        det = pc.max_element_wise(pc.fill_null(raw["detected_at"].cast(TS), we), we)
+        d = raw["detected_at"]
+        # compared as int64 microseconds (Arrow has no element-wise max over zoned timestamps)
+        d_us = d.cast(pa.int64()) if pa.types.is_integer(d.type) else d.cast(TS).cast(pa.int64())
+        we_us, ws_us = we.cast(pa.int64()), ws.cast(pa.int64())
+        # the first decision of an episode cannot precede the episode's own start
+        det = pc.max_element_wise(pc.fill_null(d_us, we_us), ws_us).cast(TS)
     else:
         det = we
     assets = raw["asset"].cast(pa.string()).to_pylist()
@@ -111,14 +120,14 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
         alert_id(rule.rule_id, a, v, ac, s, e)
         for a, v, ac, s, e in zip(assets, venues, acc_py, ws_py, we_py, strict=True)
     ]
-    score = raw["score"].cast(pa.float64()).to_numpy(zero_copy_only=False)
+    score = raw["score"].cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
     bad = ~np.isfinite(score)
     if bad.any():
-        # ranked as 0.0 such an alert would sink unseen: a rule that cannot score its alert is a bug to surface
-        i = int(np.flatnonzero(bad)[0])
+        # a score orders the analyst's queue: an undefined one is a rule bug, never a silent 0.0
+        i = int(np.argmax(bad))
         raise ValueError(
-            f"rule {rule.rule_id} {rule.name} gave {int(bad.sum())} alert(s) a non-finite score "
-            f"({score[i]}), first on {assets[i]} {ws_py[i]}–{we_py[i]}"
+            f"rule {rule.rule_id} ({rule.name}) produced {int(bad.sum())} alert(s) whose score is not a finite "
+            f"number, e.g. {score[i]} for asset {assets[i]!r} window {ws_py[i]}"
         )
     out = pa.Table.from_arrays(
         [

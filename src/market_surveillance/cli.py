@@ -9,7 +9,6 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(
@@ -18,10 +17,14 @@ app = typer.Typer(
 console = Console()
 
 
+err_console = Console(stderr=True)
+
+
 def _fail(msg: str) -> NoReturn:
-    # one line, never wrapped, markup-free: file names may hold [brackets]
+    # one line on stderr, never wrapped, markup-free (file names may hold [brackets]), so scripts and people
+    # both read it
     text = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
-    console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 
@@ -87,6 +90,7 @@ def list_rules(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="print the rules reference (docs/rules.md)")
     ] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="parameters on one line per rule")] = False,
 ) -> None:
     """List registered rules with their typology and parameters."""
     from market_surveillance.rules.config import ConfigError, build_rules, load_config
@@ -101,11 +105,19 @@ def list_rules(
         rules = build_rules(load_config(config), source=str(config or "defaults"))
     except ConfigError as exc:
         _fail(str(exc))
-    table = Table("id", "name", "typology", "params", title="surveillance rules")
+    from rich import box
+
+    # ids and names are never cut (they are typed into --rule and configs); parameters fold, one per line
+    table = Table(title="surveillance rules", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=5)
+    table.add_column("name", no_wrap=True)
+    table.add_column("typology", overflow="fold", min_width=8)
+    table.add_column("params", overflow="fold", min_width=12)
+    sep = ", " if wide else "\n"
     for r in rules:
-        params = ", ".join(f"{k}={v}" for k, v in r.params.as_dict().items())
+        params = sep.join(f"{k}={v}" for k, v in r.params.as_dict().items())
         if r.asset_params:
-            params += "; per asset: " + ", ".join(sorted(r.asset_params))
+            params += sep + "per asset: " + ", ".join(sorted(r.asset_params))
         table.add_row(r.rule_id, r.name, str(r.typology), params)
     console.print(table)
 
@@ -115,6 +127,16 @@ def _print_runs(result) -> None:  # type: ignore[no-untyped-def]
     for r in result.runs:
         table.add_row(r.rule_id, r.name, r.status, str(r.alerts), f"{r.seconds:.2f}", r.reason)
     console.print(table)
+
+
+def _shown_url(url: str) -> str:
+    """A store URL fit for the terminal: the password masked."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
@@ -175,7 +197,9 @@ def detect(
     table_prefix: Annotated[
         str, typer.Option(help="database URL: prefix of the canonical table names (e.g. ms_)")
     ] = "",
-    out: Annotated[Path, typer.Option(help="alerts file (.parquet or .csv)")] = Path("alerts.parquet"),
+    out: Annotated[
+        Path | None, typer.Option(help="alerts file to write (.parquet or .csv); none unless given")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file overriding rule params")] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance")
@@ -230,6 +254,14 @@ def detect(
 
     if not is_database_url(data) and not Path(data).exists():
         _fail(f"{data}: no such file or folder")
+    if db is not None:
+        # reach, migrate and check the store first: a bad URL must not cost a whole detection run
+        from market_surveillance.store import Store, StoreError
+
+        try:
+            Store.open(db).dispose()
+        except StoreError as exc:
+            _fail(f"cannot open store {_shown_url(db)}: {exc}")
     if not 0 <= max_quarantined <= 100:
         _fail(f"--max-quarantined is a percentage in [0, 100], got {max_quarantined}")
     limits = _limits(ts_min, ts_max)
@@ -241,6 +273,8 @@ def detect(
         os.environ[MEMORY_LIMIT_ENV] = memory_limit
     if orderbook is not None:
         _check_lobster_book(Path(data), orderbook, fmt, date, out)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as prog:
@@ -271,22 +305,28 @@ def detect(
         except Exception as exc:
             prog.stop()
             _fail(_error_line(exc))
-    try:
-        write_alerts(result.alerts, out)
-    except Exception as exc:
-        _fail(_error_line(exc))
     _print_runs(result)
-    console.print(f"{result.alerts.num_rows} alerts written to {out}")
-    if result.ml_scores is not None:
+    if out is not None:
+        try:
+            write_alerts(result.alerts, out)
+        except Exception as exc:
+            _fail(_error_line(exc))
+        console.print(f"{result.alerts.num_rows} alerts written to {out}")
+    elif db is None:
+        console.print(f"{result.alerts.num_rows} alerts found; nothing written (give --out FILE and/or --db URL)")
+    if result.ml_scores is not None and out is not None:
         from market_surveillance.ml.rule import write_scores
 
         csv_path, _ = write_scores(result.ml_scores, out.parent)
         console.print(f"{len(result.ml_scores)} account scores written to {csv_path} (+ .parquet)")
     if db is not None:
-        from market_surveillance.store import record_detection
+        from market_surveillance.store import StoreError, record_detection
 
-        run_id = record_detection(db, result, data_source=display_source(data), config_path=config)
-        console.print(f"run {run_id} recorded in {db}")
+        try:
+            run_id = record_detection(db, result, data_source=display_source(data), config_path=config)
+        except (StoreError, ValueError) as exc:
+            _fail(f"run not recorded in {_shown_url(db)}: {str(exc).strip().splitlines()[0]}")
+        console.print(f"run {run_id} recorded in {_shown_url(db)}")
 
 
 def _day(text: str | None, option: str):  # type: ignore[no-untyped-def]
@@ -300,8 +340,9 @@ def _day(text: str | None, option: str):  # type: ignore[no-untyped-def]
         _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
 
 
-def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path) -> None:
-    """Print `book check: N compared, M mismatches` and write LOBSTER's book features beside the alerts."""
+def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None, out: Path | None) -> None:
+    """Print `book check: N compared, M mismatches`; with --out, write LOBSTER's book features beside the
+    alerts (nothing goes into the current directory unless asked)."""
     import pyarrow.parquet as pq
 
     from market_surveillance.io.lobster_book import check_book, orderbook_features
@@ -321,10 +362,82 @@ def _check_lobster_book(data: Path, orderbook: Path, fmt: str, date: str | None,
             "the orderbook's first row, were seeded)",
             highlight=False,
         )
+    if out is None:
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.parent / "lobster_book.parquet"
     pq.write_table(feats, path)
     console.print(f"{feats.num_rows:,} book states (best bid/ask, depth, imbalance) written to {path}")
+
+
+@app.command()
+def watch(
+    data: Annotated[Path, typer.Option(help="file or folder to replay, or the folder to tail with --follow")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="canonical | ccxt | tardis | lobster | binance (as detect)")
+    ] = "canonical",
+    date: Annotated[str | None, typer.Option(help="trading date YYYY-MM-DD (lobster)")] = None,
+    speed: Annotated[str, typer.Option(help="max (as fast as possible) or N× real time, e.g. 60")] = "max",
+    step: Annotated[str, typer.Option(help="micro-batch step in event time, e.g. 5s, 500ms, 1m")] = "5s",
+    out: Annotated[Path | None, typer.Option(help="alerts file (Parquet, or .csv), rewritten as decided")] = None,
+    db: Annotated[str | None, typer.Option(help="store URL (alerts + watermark; a restart resumes)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding params")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="live: keep tailing the folder for new parts")] = False,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="with --follow: stop after this many seconds without a new part")
+    ] = None,
+) -> None:
+    """Online surveillance: replay or tail a source in micro-batches; alerts decided as the data arrives."""
+    from market_surveillance.online import parse_duration
+    from market_surveillance.online import watch as run_watch
+    from market_surveillance.rules.config import ConfigError, build_rules, load_config
+    from market_surveillance.schema import SchemaError
+
+    if not data.exists():
+        _fail(f"{data}: no such file or folder")
+    if out is None and db is None:
+        _fail("give --out and/or --db: decided alerts must go somewhere")
+    try:
+        parse_duration(step)
+        spd = None if speed == "max" else float(speed)
+        if spd is not None and not spd > 0:
+            raise ValueError
+    except ValueError as exc:
+        _fail(str(exc) if str(exc) else f"--speed {speed!r}: use max or a positive number")
+    try:
+        rules = build_rules(load_config(config), source=str(config or "defaults"))
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    def on_batch(stats, changed) -> None:  # type: ignore[no-untyped-def]
+        import datetime as dt
+
+        for r in changed:
+            delay = (r["detected_at"] - r["window_start"]).total_seconds()
+            console.print(
+                f"{dt.datetime.fromtimestamp(stats.now_us / 1e6, dt.UTC):%Y-%m-%d %H:%M:%S} "
+                f"{r['rule_id']} {r['rule_name']} {r['asset'] or '-'} {','.join(r['accounts'] or [])} "
+                f"decided {r['detected_at']:%H:%M:%S} ({delay:.0f} s after start) value={r['value']:.4g}"
+            )
+
+    try:
+        result = run_watch(
+            data, rules, fmt=fmt, date=date, step=step, speed=spd, follow=follow,
+            idle_timeout_s=idle_timeout, out=out, db=db, config_path=config, on_batch=on_batch,
+        )
+    except (SchemaError, ValueError) as exc:
+        _fail(str(exc))
+    lat = sorted(b.seconds for b in result.batches)
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+    resumed = ""
+    if result.resumed_from is not None:
+        import datetime as dt
+
+        resumed = f", resumed after {dt.datetime.fromtimestamp(result.resumed_from / 1e6, dt.UTC):%Y-%m-%d %H:%M:%S}"
+    console.print(
+        f"{result.stopped}: {result.events:,} events in {len(result.batches)} micro-batches{resumed}, "
+        f"{len(result.alerts)} alerts, p99 batch {p99:.2f} s, late events {result.late_events}"
+    )
 
 
 @app.command()
@@ -336,9 +449,13 @@ def evaluate(
     """Score alerts against the labelled scenarios: recall per typology, precision per rule."""
     from market_surveillance.evaluate import score_files
 
+    if not data.is_dir():
+        _fail(f"{data}: no such data folder")
+    if not alerts.is_file():
+        _fail(f"{alerts}: no such alerts file (write one with `detect --out`)")
     try:
         card = score_files(data, alerts)
-    except Exception as exc:
+    except Exception as exc:  # no labels, unreadable or foreign alerts file, ...: one line
         _fail(_error_line(exc))
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
@@ -350,6 +467,40 @@ from market_surveillance.store.cli import alerts_app, cases_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
+
+from market_surveillance.store.cli_audit import store_app  # noqa: E402  (also adds `cases verify`)
+
+app.add_typer(store_app, name="store")
+
+
+@alerts_app.command("report")
+def alerts_report(
+    alert_id: Annotated[str, typer.Argument(help="alert id (or a unique prefix, as the queue shows it)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    data: Annotated[
+        Path,
+        typer.Option(envvar="MS_DATA_DIR", help="run folder with the canonical tables (make demo: data/)"),
+    ] = Path("data"),
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="MS_STORE_URL", help="store URL (default sqlite:///<data>/alerts.sqlite)"
+        ),
+    ] = None,
+) -> None:
+    """Write one alert as a self-contained HTML page: charts, evidence, book replay, accounts, cases."""
+    from market_surveillance.dashboard.report import write_alert_report
+
+    url = db or f"sqlite:///{data / 'alerts.sqlite'}"
+    if not data.is_dir():
+        _fail(f"run folder {data} does not exist (give --data, or run `make demo` first)")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        _fail(f"store {url} does not exist (give --db)")
+    try:
+        path = write_alert_report(alert_id, out, data, url)
+    except (KeyError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
+    console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("import")

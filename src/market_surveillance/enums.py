@@ -67,3 +67,26 @@ class LiquidityTier(StrEnum):
     MID_CAP = "mid_cap"
     SMALL_CAP = "small_cap"
     MICRO_CAP = "micro_cap"
+
+
+class Verdict(StrEnum):
+    """An analyst's verdict on one alert, recorded when the case holding it is closed."""
+
+    TRUE_POSITIVE = "true_positive"
+    FALSE_POSITIVE = "false_positive"
+
+
+class VerdictReason(StrEnum):
+    """Why an alert got its verdict (closed set so that false-positive causes can be counted per rule)."""
+
+    # true positives
+    STOR_FILED = "stor_filed"  # reported to the competent authority
+    CONFIRMED_INTERNAL = "confirmed_internal"  # abusive, handled internally (account action, warning)
+    # false positives
+    LEGITIMATE_MARKET_MAKING = "legitimate_market_making"
+    HEDGING_OR_ARBITRAGE = "hedging_or_arbitrage"
+    KNOWN_BENIGN_PATTERN = "known_benign_pattern"
+    DATA_QUALITY = "data_quality"
+    THRESHOLD_TOO_SENSITIVE = "threshold_too_sensitive"
+    DUPLICATE_ALERT = "duplicate_alert"
+    OTHER = "other"

@@ -5,7 +5,8 @@ Matching (one policy for every rule):
 * **time** — the alert window widened by ``tolerance_s`` on both sides overlaps the label window;
 * **entity** — if both the alert and the label name accounts, they share at least one account (and the asset
   when both name one); otherwise (a market-level alert or label) the asset is equal and, when both name a
-  venue, the venue too.
+  venue, the venue too, and the label's typology is one that moves the market (:data:`MARKET_MOVING`) or one
+  the alert's rule answers: a price alert is not explained by a spoofer who happened to be on the asset.
 
 An alert matching any label is a true positive for its rule's **precision**, whatever the label's typology
 (a manipulator caught by a neighbouring rule is still a manipulator). A label counts as detected for
@@ -50,6 +51,12 @@ def _opt(col: pd.Series) -> list[str | None]:
     return [None if (x is None or (isinstance(x, float) and np.isnan(x))) else str(x) for x in col]
 
 
+#: typologies whose scenarios move the asset's price or volume for everyone (any market-level alert may see them)
+MARKET_MOVING = frozenset(
+    {"pump_and_dump", "cross_venue_dislocation", "front_running", "marking_the_close", "volume_spike"}
+)
+
+
 def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float = 300.0) -> pd.DataFrame:
     """All (alert index, label index) pairs that match in time and entity."""
     if alerts.empty or labels.empty:
@@ -65,6 +72,9 @@ def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float =
     l_acc = [_as_set(x) for x in labels["accounts"]]
     a_asset, l_asset = _opt(alerts["asset"]), _opt(labels["asset"])
     a_venue, l_venue = _opt(alerts["venue"]), _opt(labels["venue"])
+    a_rule = _opt(alerts["rule_name"]) if "rule_name" in alerts else [None] * len(alerts)
+    l_typ = _opt(labels["typology"])
+    answers = answering_rules()
     for i, j in zip(*np.nonzero(overlap), strict=True):
         same_asset = a_asset[i] is None or l_asset[j] is None or a_asset[i] == l_asset[j]
         if a_acc[i] and l_acc[j]:
@@ -73,6 +83,8 @@ def match_pairs(alerts: pd.DataFrame, labels: pd.DataFrame, tolerance_s: float =
             ok = a_asset[i] is not None and a_asset[i] == l_asset[j]
             if ok and a_venue[i] is not None and l_venue[j] is not None:
                 ok = a_venue[i] == l_venue[j]
+            if ok and a_rule[i] is not None:
+                ok = l_typ[j] in MARKET_MOVING or a_rule[i] in answers.get(str(l_typ[j]), [])
         if ok:
             pairs.append((int(i), int(j)))
     return pd.DataFrame(pairs, columns=["alert", "label"]).astype(int)
@@ -111,7 +123,13 @@ class Scorecard:
             rec.add_row(typ, str(r["labels"]), str(r["detected"]), _fmt(r["recall"]), ", ".join(r["rules"]))
         console.print(rec)
         if self.recall_by_variant:
-            var = Table("typology / variant / tier", "labels", "detected", "recall", title="recall per variant and tier")
+            var = Table(
+                "typology / variant / tier",
+                "labels",
+                "detected",
+                "recall",
+                title="recall per variant and tier",
+            )
             for key, r in self.recall_by_variant.items():
                 var.add_row(key, str(r["labels"]), str(r["detected"]), _fmt(r["recall"]))
             console.print(var)
@@ -182,7 +200,10 @@ def score(
 
 def variant_key(typology: str, variant: object, tier: object) -> str:
     """``typology/variant/tier`` (``-`` for a label without variant or tier, e.g. data from an older generator)."""
-    parts = [typology] + [str(x) if x is not None and not (isinstance(x, float) and np.isnan(x)) else "-" for x in (variant, tier)]
+    parts = [typology] + [
+        str(x) if x is not None and not (isinstance(x, float) and np.isnan(x)) else "-"
+        for x in (variant, tier)
+    ]
     return "/".join(parts)
 
 
@@ -190,7 +211,9 @@ def recall_by_variant(labels: pd.DataFrame, detected: set[int]) -> dict[str, dic
     """Labels, detected labels and recall per ``typology/variant/tier`` (index positions in ``detected``)."""
     if labels.empty:
         return {}
-    variant = labels["variant"] if "variant" in labels else pd.Series([None] * len(labels), index=labels.index)
+    variant = (
+        labels["variant"] if "variant" in labels else pd.Series([None] * len(labels), index=labels.index)
+    )
     tier = labels["tier"] if "tier" in labels else pd.Series([None] * len(labels), index=labels.index)
     keys = [variant_key(t, v, r) for t, v, r in zip(labels["typology"], variant, tier, strict=True)]
     out: dict[str, dict[str, Any]] = {}
@@ -244,14 +267,21 @@ PRECISION_FLOOR = 0.90
 CLEAN_ALERTS_PER_100K = 5.0
 
 
-def world_scorecard(seed: int, scale: str = "small", *, inject: bool = True, world: str = "random") -> Scorecard:
+def world_scorecard(
+    seed: int,
+    scale: str = "small",
+    *,
+    inject: bool = True,
+    world: str = "random",
+    internal_transfers: int = 0,
+) -> Scorecard:
     """Simulate one world, run every registered rule (ML included) with its defaults and score the alerts."""
     from market_surveillance.io.canonical import from_arrow
     from market_surveillance.pipeline import run_rules
     from market_surveillance.rules.config import build_rules
     from market_surveillance.simulate import simulate
 
-    data = simulate(seed, scale=scale, inject=inject, world=world)
+    data = simulate(seed, scale=scale, inject=inject, world=world, internal_transfers=internal_transfers)
     _, tables, profile = from_arrow(data)
     alerts = run_rules(tables, profile, build_rules()).alerts
     return score(alerts, data["labels"], n_trades=data["trades"].num_rows)
@@ -263,6 +293,21 @@ class Robustness:
 
     worlds: dict[int, Scorecard]
     clean: dict[int, Scorecard]
+    # (seed, transfers, scorecard): a clean world with that many innocent internal transfers added
+    transfers: tuple[int, int, Scorecard] | None = None
+
+    def transfer_alerts(self) -> dict[str, int]:
+        """Alerts per rule that the internal transfers add to their clean world (the known false positive of
+        owner-linked wash-trade detection); empty when not measured."""
+        if self.transfers is None or self.transfers[0] not in self.clean:
+            return {}
+        seed, _, card = self.transfers
+        base = self.clean[seed].precision
+        return {
+            r: p["alerts"] - base.get(r, {"alerts": 0})["alerts"]
+            for r, p in card.precision.items()
+            if p["alerts"] != base.get(r, {"alerts": 0})["alerts"]
+        }
 
     def recall(self) -> dict[str, dict[str, Any]]:
         """Pooled labels / detected / recall per ``typology/variant/tier``, and the lowest seed's recall."""
@@ -333,6 +378,13 @@ class Robustness:
             "precision": self.precision(),
             "clean": self.clean_rate(),
             "shortfalls": self.shortfalls(),
+            "internal_transfers": None
+            if self.transfers is None
+            else {
+                "seed": self.transfers[0],
+                "transfers": self.transfers[1],
+                "added_alerts": self.transfer_alerts(),
+            },
         }
 
 
@@ -341,8 +393,10 @@ def robustness(
     clean_seeds: Iterable[int] = (),
     scale: str = "small",
     on_world: Any = None,
+    internal_transfers: int = 0,
 ) -> Robustness:
-    """Score randomised worlds (one per seed) and clean worlds (no scenarios) with every rule's defaults."""
+    """Score randomised worlds (one per seed) and clean worlds (no scenarios) with every rule's defaults; with
+    ``internal_transfers``, also the first clean world again with that many innocent internal transfers."""
     worlds, clean = {}, {}
     for s in seeds:
         worlds[s] = world_scorecard(s, scale)
@@ -352,4 +406,12 @@ def robustness(
         clean[s] = world_scorecard(s, scale, inject=False)
         if on_world is not None:
             on_world("clean", s, clean[s])
-    return Robustness(worlds, clean)
+    rob = Robustness(worlds, clean)
+    if internal_transfers and clean:
+        s = next(iter(clean))
+        rob.transfers = (
+            s,
+            internal_transfers,
+            world_scorecard(s, scale, inject=False, internal_transfers=internal_transfers),
+        )
+    return rob

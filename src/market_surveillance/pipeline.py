@@ -38,6 +38,8 @@ class DetectResult:
     ml_scores: Any = None
     #: per input table: rows read, accepted and quarantined (adapters fill it)
     input_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the rules that ran, with the params they ran with (what the store records as rule_versions)
+    rules: list[Rule] = field(default_factory=list)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [r.__dict__.copy() for r in self.runs]
@@ -53,6 +55,7 @@ def run_rules(
     """Run each rule that can run on the data; rules that cannot are recorded as skipped with why."""
     results: list[pa.Table] = []
     runs: list[RuleRun] = []
+    ran: list[Rule] = []
     result_scores = None
     for rule in rules:
         if on_rule is not None:
@@ -63,15 +66,16 @@ def run_rules(
         )
         if reason is None:
             start = time.perf_counter()
-            alerts = rule.run(tables)
+            out = rule.execute(tables)
             run.seconds = time.perf_counter() - start
-            run.alerts = alerts.num_rows
-            results.append(alerts)
-            if getattr(rule, "scores_", None) is not None:
-                result_scores = rule.scores_
+            run.alerts = out.alerts.num_rows
+            results.append(out.alerts)
+            if "ml_scores" in out.side:
+                result_scores = out.side["ml_scores"]
+            ran.append(rule)
         runs.append(run)
     alerts = pa.concat_tables(results) if results else ALERT_SCHEMA.empty_table()
-    return DetectResult(alerts, runs, ml_scores=result_scores)
+    return DetectResult(alerts, runs, ml_scores=result_scores, rules=ran)
 
 
 def open_input(
@@ -119,6 +123,13 @@ def check_input(
 ) -> None:
     """Refuse an input that is empty (unless ``allow_empty``) or whose quarantined share of any table
     passes ``max_quarantined_share``: alerts on what is left would look complete and not be."""
+    for name, c in counts.items():
+        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
+        if n_in and n_q / n_in > max_quarantined_share:
+            raise InputError(
+                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
+                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
+            )
     if counts and not allow_empty:
         kept = sum(
             counts.get(t, {}).get("accepted", counts.get(t, {}).get("rows_out", 0))
@@ -128,13 +139,6 @@ def check_input(
             read = ", ".join(f"{k} {c['rows_in']:,} rows in" for k, c in counts.items() if "rows_in" in c)
             raise InputError(
                 f"empty input: no trades or order events accepted ({read}); --allow-empty to run anyway"
-            )
-    for name, c in counts.items():
-        n_in, n_q = c.get("rows_in", 0), c.get("quarantined", 0)
-        if n_in and n_q / n_in > max_quarantined_share:
-            raise InputError(
-                f"{name}: {n_q:,} of {n_in:,} rows quarantined ({100 * n_q / n_in:.1f} %), above the "
-                f"{100 * max_quarantined_share:g} % limit (--max-quarantined)"
             )
 
 

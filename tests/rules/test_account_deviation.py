@@ -44,9 +44,20 @@ def test_account_deviation_just_under_multiple_or_floor_no_alert():
     # baseline $1,000/h → 12 × 3,000 = 36,000; 35,000 in 3 h stays under
     acc = [{"account_id": "r1", "segment": "retail", "baseline_hourly_notional": 1_000.0}]
     assert _run(_buys("r1", 0, 7, 5_000), acc).num_rows == 0
-    # 40× a tiny baseline but only $19k: under the notional floor
-    tiny = [{"account_id": "r1", "segment": "retail", "baseline_hourly_notional": 100.0}]
-    assert _run(_buys("r1", 0, 19, 1_000), tiny).num_rows == 0
+    # 60× a dust baseline ($10/h) but only $1,900: under the $2,000 notional floor; $2,000 fires
+    tiny = [{"account_id": "r1", "segment": "retail", "baseline_hourly_notional": 10.0}]
+    assert _run(_buys("r1", 0, 19, 100), tiny).num_rows == 0
+    assert _run(_buys("r1", 0, 20, 100), tiny).num_rows == 1
+
+
+def test_account_deviation_thin_token_account_in_its_own_units_found():
+    # a small account on a $0.01 token: $25/h norm, then $1,000/h for three hours (40×, $3k in all)
+    acc = [{"account_id": "r1", "segment": "retail", "baseline_hourly_notional": 25.0}]
+    rows = [
+        {**r, "asset": "MICRO-USD", "price": 0.01, "qty": 25_000.0} for r in _buys("r1", 0, 12, 250, gap=900)
+    ]
+    out = _run(rows, acc)
+    assert out.num_rows == 1 and out.to_pylist()[0]["asset"] == "MICRO-USD"
 
 
 def test_account_deviation_other_segments_not_monitored_by_default():

@@ -32,7 +32,7 @@ def test_asset_volume_spike_injected_found_with_expected_entity_and_window():
     out = _run(_background() + spike)
     assert out.num_rows == 1
     row = out.to_pylist()[0]
-    assert row["asset"] == "BTC-USD" and row["venue"] is None and row["accounts"] == []
+    assert row["asset"] == "BTC-USD" and row["venue"] == "EXA" and row["accounts"] == []
     # the window holds the 25 spike prints and the background prints at SPIKE_AT + 67 s and + 187 s
     assert row["window_start"] == at(SPIKE_AT + 10) and row["window_end"] == at(SPIKE_AT + 187)
     assert len(row["evidence_trade_ids"]) == 27

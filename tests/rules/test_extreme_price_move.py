@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,13 +21,10 @@ def _run(rows, params=None):
 
 
 def _quiet(n=60, start=0, step=10, asset="BTC-USD", base=100.0):
-    # prices wiggle up to ±0.75 around base: std ≈ 0.6, well above the 10-bps floor (0.1)
+    # prices swing slowly ±0.85 around base (a 300-s cycle): std ≈ 0.6, well above the 20-bps floor (0.2),
+    # while consecutive prints differ by ~0.1 (the asset's typical step), so the step floor (3 × 0.1) is lower
     return [
-        {
-            "ts": start + step * i,
-            "price": base + (0.5 if i % 2 else -0.5) * ((i % 3) / 2 + 0.5),
-            "asset": asset,
-        }
+        {"ts": start + step * i, "price": base + 0.85 * math.sin(2 * math.pi * i / 30), "asset": asset}
         for i in range(n)
     ]
 
@@ -40,6 +39,7 @@ def test_extreme_price_move_injected_found_with_expected_entity_and_window():
     out = _run(rows)
     assert out.num_rows == 1
     row = out.to_pylist()[0]
+    # BTC-USD prints on EXA and EXB: the alert judges both tapes and names no venue
     assert row["asset"] == "BTC-USD" and row["venue"] is None and row["accounts"] == []
     assert row["window_start"] == at(600) and row["window_end"] == at(605)
     assert row["evidence_trade_ids"] == ["P1", "P2"]
@@ -76,10 +76,21 @@ def test_extreme_price_move_sensitive_vs_default_params():
 
 
 def test_extreme_price_move_std_floor_quiet_market_no_alert():
-    # a perfectly flat market: a 5-bps tick is 0.5 floor-sigmas with the 10-bps floor, infinite without
+    # a perfectly flat market: a 5-bps tick is 0.25 floor-sigmas with the 20-bps floor, infinite without
+    # the floors (the step floor is the tick itself here: the only move of the tape)
     rows = [{"ts": 10 * i, "price": 100.0} for i in range(40)] + [{"ts": 400, "price": 100.05}]
     assert _run(rows).num_rows == 0
-    assert _run(rows, ExtremePriceMoveParams(min_rel_std=0.0001)).num_rows == 1
+    assert _run(rows, ExtremePriceMoveParams(min_rel_std=0.0001)).num_rows == 0
+    assert _run(rows, ExtremePriceMoveParams(min_rel_std=0.0001, min_step_multiple=0.0)).num_rows == 1
+
+
+def test_extreme_price_move_coarse_ticked_token_step_floor_no_alert():
+    # a thin token whose prints differ by 30 bps, in a quiet half hour bouncing between two levels:
+    # one print three steps away is its ordinary noise, not 4.5 sigmas
+    rows = [{"ts": 10 * i, "price": 0.05 * (1.0015 if i % 2 else 0.9985)} for i in range(60)]
+    rows.append({"ts": 600, "price": 0.05 * 1.012})
+    assert _run(rows).num_rows == 0
+    assert _run(rows, ExtremePriceMoveParams(min_step_multiple=0.0)).num_rows == 1
 
 
 def test_extreme_price_move_old_prints_leave_window():

@@ -10,11 +10,12 @@ from market_surveillance.rules.front_running import FrontRunning, FrontRunningPa
 from market_surveillance.testing import at, trades
 
 BG = [f"b{i}" for i in range(6)]
-# background: flat price 100, 1,000 USD tickets (the asset's median notional), both directions, all day
+# background: price 100 bouncing ±2.5 bps (a 5 bps step between prints: the asset's spread, so the required
+# profit is 4 × 5 = 20 bps), 1,000 USD tickets (the asset's median notional), both directions, all day
 BACKGROUND = [
     {
         "ts": 9 * i,
-        "price": 100.0,
+        "price": 100.0 * (1.00025 if i % 2 else 0.99975),
         "qty": 10.0,
         "buyer_id": BG[i % 6],
         "seller_id": BG[(i + 1) % 6],
@@ -87,11 +88,11 @@ def test_front_running_clean_background_no_alert():
 
 
 def test_front_running_just_under_threshold_no_alert():
-    assert _run(BACKGROUND + _case(exit_px=100.24)).num_rows == 0  # 24 bps
-    assert _run(BACKGROUND + _case(exit_px=100.26)).num_rows == 1  # 26 bps
+    assert _run(BACKGROUND + _case(exit_px=100.19)).num_rows == 0  # 19 bps < 4 steps of 5 bps
+    assert _run(BACKGROUND + _case(exit_px=100.21)).num_rows == 1  # 21 bps
     assert _run(BACKGROUND + _case(entry_ts=969.0)).num_rows == 0  # entered 31 s ahead
     assert _run(BACKGROUND + _case(exit_ts=1_301.0)).num_rows == 0  # exited 301 s after
-    assert _run(BACKGROUND + _case(qty=990.0)).num_rows == 0  # 99,495 USD print, under 100,000
+    assert _run(BACKGROUND + _case(qty=99.0)).num_rows == 0  # 9,950 USD print, under 10 × the median 1,000
 
 
 def test_front_running_print_by_unknown_account_found():
@@ -123,3 +124,13 @@ def test_front_running_invariant_to_row_order(seed):
     shuffled = list(rows)
     random.Random(seed).shuffle(shuffled)
     assert _run(shuffled).equals(expected)
+
+
+def test_front_running_tight_spread_major_small_profit_found_wide_token_not():
+    # the same 12 bps round trip: an edge on a major stepping 1 bps, noise on a token stepping 30 bps
+    def bg(step_bps: float) -> list[dict]:
+        half = step_bps / 2 / 10_000
+        return [{**r, "price": 100.0 * (1 + half if i % 2 else 1 - half)} for i, r in enumerate(BACKGROUND)]
+
+    assert _run(bg(1.0) + _case(exit_px=100.12)).num_rows == 1
+    assert _run(bg(30.0) + _case(exit_px=100.12)).num_rows == 0

@@ -43,8 +43,17 @@ def test_position_concentration_clean_no_alert():
 
 def test_position_concentration_just_under_share_or_exposure_no_alert():
     assert _run([{"account_id": "whale", "asset": "PUMP-USD", "net_qty": 199_999.0}]).num_rows == 0
-    # 25 % of float but only $750k at $3
-    assert _run([{"account_id": "whale", "asset": "PUMP-USD", "net_qty": 250_000.0}], price=3.0).num_rows == 0
+    # 25 % of the float of a dust token: $7,500 at $0.03, under the $10k safety floor; at $0.05 it fires
+    whale = [{"account_id": "whale", "asset": "PUMP-USD", "net_qty": 250_000.0}]
+    assert _run(whale, price=0.03).num_rows == 0
+    assert _run(whale, price=0.05).num_rows == 1
+
+
+def test_position_concentration_low_cap_token_under_a_million_found():
+    # 30 % of a $0.08 micro-cap's 40M float: worth $960k, under the old $1M floor, yet a dominant position
+    whale = [{"account_id": "whale", "asset": "PUMP-USD", "net_qty": 12_000_000.0}]
+    out = _run(whale, float_qty=40_000_000.0, price=0.08)
+    assert out.num_rows == 1 and out.to_pylist()[0]["value"] == 0.3
 
 
 def test_position_concentration_latest_snapshot_wins():

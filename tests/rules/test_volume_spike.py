@@ -55,9 +55,32 @@ def test_volume_spike_just_under_ratio_or_notional_no_alert():
     # prior 12 h at $20k/h → $40k per 2 h; a 2-h total of $190k is 4.75× < 5×
     rows = _steady("acct", 20, 20_000) + _burst("acct", 20 * H, 10, 15_000)
     assert _run(rows).num_rows == 0
-    # 10× the baseline but only $90k: under the notional floor
+    # 10× its own baseline but $90k is under 2 % of this asset's ADV (a whale trades $1M/h): no alert;
+    # the same burst on an asset whose ADV is small is large for it
     small = _steady("acct", 20, 1_000) + _burst("acct", 20 * H, 9, 10_000)
-    assert _run(small).num_rows == 0
+    assert _run(small + _steady("whale", 24, 1_000_000)).num_rows == 0
+    assert (
+        _run(
+            small + _steady("whale", 24, 1_000_000),
+            VolumeSpikeParams(min_adv_share=0.003, min_baseline_adv_share=1e-4),
+        ).num_rows
+        == 1
+    )
+    assert _run(small).num_rows == 1
+
+
+def test_volume_spike_thin_token_burst_in_its_own_units_found():
+    # a $0.01 token: an account trading $50/h, then $1,500 in 20 minutes (a 2,000-unit ticket size)
+    rows = _steady("acct", 20, 50) + _burst("acct", 20 * H, 15, 100)
+    rows = [{**r, "asset": "MICRO-USD", "price": 0.01, "qty": r["qty"] * 10_000} for r in rows]
+    out = _run(rows)
+    assert out.num_rows == 1 and out.to_pylist()[0]["asset"] == "MICRO-USD"
+
+
+def test_volume_spike_account_new_to_the_asset_no_alert():
+    # one large first trade of an account has no norm of its own to be judged against
+    rows = [*_steady("a", 24, 50_000), {"ts": 20 * H, "buyer_id": "new", "seller_id": "cp", "qty": 5_000}]
+    assert _run(rows).num_rows == 0
 
 
 def test_volume_spike_no_alert_during_warm_up():
@@ -105,7 +128,7 @@ def test_volume_spike_hour_prefilter_drops_no_alert(seed: int, short_h: float, l
             t += rng.expovariate(1 / 900)
     p = VolumeSpikeParams(short_window_s=int(short_h * H), long_window_s=int(long_h * H), min_notional=50_000)
     with_filter = _run(rows, p)
-    everyone = lambda at, _start, _p: at.select("account_id").distinct()  # noqa: E731
+    everyone = lambda at, _start, _p: at.select("account_id", "asset").distinct()  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(volume_spike, "_candidate_accounts", everyone)
         without = _run(rows, p)

@@ -100,3 +100,14 @@ def load_run(
     _, tables, _ = open_dir(d, validate=validate)
     store = _open_store(url)
     return RunData(d, url, tables, _alerts(d, store), _scores(d), store)
+
+
+def refresh_alerts(run: RunData) -> RunData:
+    """Re-read the alert queue of ``run`` (store first, else the alerts file) while ``watch`` writes to it.
+
+    Tables and ML scores are kept; the notebook re-draws its queue and charts from the returned RunData.
+    A ``watch`` batch commits alerts and watermark in one transaction, so a refresh never sees half a batch.
+    """
+    import dataclasses
+
+    return dataclasses.replace(run, alerts=_alerts(run.data_dir, run.store))

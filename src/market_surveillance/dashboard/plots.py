@@ -202,15 +202,16 @@ def alert_counts_figure(alerts: Any, by: str = "rule_name", freq: str = "1h") ->
 
 
 def pick_alert(alerts: Any, *, prefer: str = "evidence_trade_ids") -> dict[str, Any]:
-    """A representative alert to inspect: the highest-scoring one with evidence in ``prefer`` if any,
-    else the highest-scoring alert, as a dict (list columns as lists). Raises ``ValueError`` when there are
-    no alerts."""
+    """A representative alert to inspect: the top one (by ``priority`` when the alerts carry it, else score)
+    with evidence in ``prefer`` if any, else the top alert, as a dict (list columns as lists). Raises
+    ``ValueError`` when there are no alerts."""
     df = as_frame(alerts)
     if df.empty:
         raise ValueError("no alerts to pick from")
     has = df[prefer].map(lambda v: len(_ids(v)) > 0) if prefer in df.columns else pd.Series(False, df.index)
     pool = df[has] if has.any() else df
-    row = pool.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable").iloc[0]
+    keys = ["priority", "score", "alert_id"] if "priority" in pool.columns else ["score", "alert_id"]
+    row = pool.sort_values(keys, ascending=[False] * (len(keys) - 1) + [True], kind="stable").iloc[0]
     # list columns come back from Arrow as numpy arrays: plain lists are safe to test for truth and print
     return _alert(row)
 
@@ -291,11 +292,30 @@ def aggressor_volume_figure(
     df = _window_rows(trades, a.get("asset"), lo, hi, venue=a.get("venue"))
     signed = df["qty"].where(df["aggressor"] == "buy", -df["qty"])
     b = df.assign(bucket=df["ts"].dt.floor(bucket), signed=signed)
-    buy = b[b["aggressor"] == "buy"].groupby("bucket")["qty"].sum()
-    sell = b[b["aggressor"] == "sell"].groupby("bucket")["qty"].sum()
+    b["notional"] = b["qty"] * b["price"]
+    buy = b[b["aggressor"] == "buy"].groupby("bucket")[["qty", "notional"]].sum()
+    sell = b[b["aggressor"] == "sell"].groupby("bucket")[["qty", "notional"]].sum()
     fig = go.Figure()
-    fig.add_bar(x=buy.index, y=buy.to_numpy(), name="buy aggressor", marker_color=_BUY)
-    fig.add_bar(x=sell.index, y=-sell.to_numpy(), name="sell aggressor", marker_color=_SELL)
+    # notional rides along in the hover: base quantities are not comparable across assets, notional is
+    hover = (
+        "%{x}<br>qty %{customdata[0]:.6g}<br>notional %{customdata[1]:,.2f}<extra>%{fullData.name}</extra>"
+    )
+    fig.add_bar(
+        x=buy.index,
+        y=buy["qty"].to_numpy(),
+        name="buy aggressor",
+        marker_color=_BUY,
+        customdata=buy[["qty", "notional"]].to_numpy(),
+        hovertemplate=hover,
+    )
+    fig.add_bar(
+        x=sell.index,
+        y=-sell["qty"].to_numpy(),
+        name="sell aggressor",
+        marker_color=_SELL,
+        customdata=sell[["qty", "notional"]].to_numpy(),
+        hovertemplate=hover,
+    )
     ev = b[b["trade_id"].isin(_ids(a.get("evidence_trade_ids")))]
     if len(ev):
         fig.add_scatter(
@@ -309,7 +329,11 @@ def aggressor_volume_figure(
     _shade(fig, a)
     fig.update_layout(
         barmode="relative",
-        title=_title(a, f"Aggressor volume per {bucket}"),
+        title=_title(
+            a,
+            f"Aggressor volume per {bucket} (notional {b['notional'].sum():,.0f}, "
+            f"{float(buy['notional'].sum()) - float(sell['notional'].sum()):+,.0f} net buy)",
+        ),
         xaxis_title="time (UTC)",
         yaxis_title="base qty (sell < 0)",
     )

@@ -625,6 +625,11 @@ def read_source(
             trade_src, book_files = split_tardis(src)
             if book_files:
                 tables["book"], counts["book"] = read_tardis_book(book_files, venue=venue)
+                bcon = _connect()  # the book output passes the same engine as every source
+                bcon.register("tardis_book", tables["book"])
+                b = screen(bcon, TABLES["book"], "tardis_book", str(src), limits=limits)
+                if b.problems:
+                    raise SchemaError(b.problems)
         if trade_src:
             con, s, out_of_order = _trades_source(trade_src, fmt, venue, quarantine, limits)
             if s.problems:
@@ -637,8 +642,18 @@ def read_source(
         from market_surveillance.io.binance import read_binance
 
         got = read_binance(src, venue=venue, asset=asset, quarantine=quarantine)
+        # the reader's own row checks ran; its canonical output passes the same engine as every source
+        con = _connect()
+        con.register("binance_trades", got.trades)
+        s = screen(con, TABLES["trades"], "binance_trades", str(src), limits=limits)
+        if s.problems:
+            raise SchemaError(s.problems)
         tables["trades"] = got.trades
-        counts["trades"] = got.counts
+        counts["trades"] = dict(got.counts)
+        if s.duplicates:  # the same trade twice (overlapping dumps): removed and counted
+            tables["trades"] = fetch(con, cast_select_sql(TABLES["trades"], s.types, s.relation))
+            counts["trades"]["duplicates"] = s.duplicates
+            counts["trades"]["accepted"] = counts["trades"].get("accepted", 0) - s.duplicates
         if qdir is not None and got.quarantined is not None:
             qdir.mkdir(parents=True, exist_ok=True)
             pq.write_table(got.quarantined, qdir / "trades.parquet")

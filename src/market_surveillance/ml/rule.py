@@ -32,7 +32,7 @@ from market_surveillance.ml.features import (
     peer_normalize,
     trade_legs,
 )
-from market_surveillance.rules.base import Params, Rule, param
+from market_surveillance.rules.base import Params, Rule, RuleOutput, param
 from market_surveillance.rules.registry import register
 from market_surveillance.schema import TS
 
@@ -226,6 +226,9 @@ class MLAnomaly(Rule):
     Params = MLAnomalyParams
     requires = ("trades", "orders", "accounts")
     needs_trade_accounts = True
+    # a cross-section of the accounts active over the data in view (a day): see docs/online.md
+    lookback = (86_400,)
+    online_every_s = 3_600  # a model fit per micro-batch would be wasted: the population changes slowly
 
     def __init__(self, params: Params | None = None, asset_params: Mapping[str, Params] | None = None):
         if asset_params:
@@ -235,13 +238,13 @@ class MLAnomaly(Rule):
             )
         super().__init__(params, asset_params)
 
-    def _raw(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> pa.Table:
+    def _raw(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pa.Table, pa.Table]:
+        """The flagged accounts' candidate rows and every account's score table."""
         scored, threshold = _score(t, p)
-        # every account's score, kept like a fitted estimator's attribute so callers need not score twice
-        self.scores_ = _score_table(scored)
+        scores = _score_table(scored)
         flagged = scored[scored["is_anomaly"]].sort_values("rank", kind="stable")
         if flagged.empty:
-            return pa.table(
+            empty = pa.table(
                 {
                     "asset": pa.array([], pa.string()),
                     "venue": pa.array([], pa.string()),
@@ -256,19 +259,23 @@ class MLAnomaly(Rule):
                     "threshold": pa.array([], pa.float64()),
                 }
             )
+            return empty, scores
         ids = [str(a) for a in flagged.index]
         ev_t, ev_o = _evidence(t, ids, p.max_evidence)
         # an account with no trade or order (flagged on its position or network alone) gets the data's span
         start = flagged["first_ts"].fillna(scored["first_ts"].min())
         end = flagged["last_ts"].fillna(scored["last_ts"].max())
         n = len(ids)
-        return pa.table(
+        # the population is judged as a whole: the decision is taken on all the data seen
+        decided = pd.to_datetime(pd.Series([scored["last_ts"].max()] * n), utc=True)
+        raw = pa.table(
             {
                 "asset": pa.nulls(n, pa.string()),
                 "venue": pa.nulls(n, pa.string()),
                 "accounts": pa.array([[a] for a in ids], pa.list_(pa.string())),
                 "window_start": pa.array(pd.to_datetime(start, utc=True), TS),
                 "window_end": pa.array(pd.to_datetime(end, utc=True), TS),
+                "detected_at": pa.array(decided, TS),
                 "value": pa.array(flagged["score"].to_numpy(), pa.float64()),
                 "score": pa.array(flagged["score"].to_numpy(), pa.float64()),
                 "evidence_trade_ids": pa.array([ev_t.get(a, []) for a in ids], pa.list_(pa.string())),
@@ -283,13 +290,18 @@ class MLAnomaly(Rule):
                 "threshold": pa.array([threshold] * n, pa.float64()),
             }
         )
+        return raw, scores
 
     def candidates(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> ir.Table:
         """The flagged accounts as an in-memory table with :data:`CANDIDATE_COLUMNS` (+ explanation)."""
-        return ibis.memtable(self._raw(t, p).drop_columns(["threshold"]))
+        raw = self._raw(t, p)[0]
+        return ibis.memtable(raw.drop_columns([c for c in ("threshold", "detected_at") if c in raw.column_names]))
 
     def run(self, t: Mapping[str, ir.Table]) -> pa.Table:
-        raw = self._raw(t, self.params)
-        if raw.num_rows == 0:
-            return ALERT_SCHEMA.empty_table()
-        return finalize_alerts(self, raw)
+        return self.execute(t).alerts
+
+    def execute(self, t: Mapping[str, ir.Table]) -> RuleOutput:
+        """Alerts plus ``side["ml_scores"]``: every account's score, so callers need not score twice."""
+        raw, scores = self._raw(t, self.params)
+        alerts = finalize_alerts(self, raw) if raw.num_rows else ALERT_SCHEMA.empty_table()
+        return RuleOutput(alerts, {"ml_scores": scores})

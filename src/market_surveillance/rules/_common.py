@@ -109,6 +109,8 @@ def alert_rows(
         "evidence_trade_ids": empty_str_array() if evidence_trade_ids is None else evidence_trade_ids,
         "evidence_order_ids": empty_str_array() if evidence_order_ids is None else evidence_order_ids,
     }
+    if "detected_at" in g.columns:  # when the rule could first decide (else window_end: finalize_alerts)
+        cols["detected_at"] = g.detected_at
     if explanation is not None:
         cols["explanation"] = explanation
     return g.select(**cols)

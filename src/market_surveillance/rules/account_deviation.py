@@ -17,7 +17,9 @@ from market_surveillance.rules.registry import register
 class AccountDeviationParams(Params):
     window_s: int = param(10800, low=1, doc="rolling window, seconds")
     multiple: float = param(12.0, low=1.0, doc="window notional vs the stored baseline over the same hours")
-    min_notional: float = param(20_000.0, low=0.0, doc="window notional at least, quote currency")
+    min_notional: float = param(
+        2_000.0, low=0.0, doc="absolute floor of the window notional, quote currency (dust bursts)"
+    )
     segment: str = param(
         Segment.RETAIL.value, choices=tuple(s.value for s in Segment), doc="account segment monitored"
     )
@@ -31,7 +33,11 @@ class AccountDeviation(Rule):
     What it detects
         Accounts of the monitored ``segment`` (retail by default) whose rolling ``window_s`` traded notional
         reaches ``multiple`` times their stored ``baseline_hourly_notional`` over the same number of hours,
-        and at least ``min_notional``.
+        and at least ``min_notional``. The threshold is relative to the account's own norm, which already
+        speaks the units of what it trades; the dollar floor only keeps dust accounts quiet. Pooled over the
+        account's assets on purpose: the stored baseline is per account, and a takeover or mule account
+        shows up as the account's total activity departing from it, wherever it trades (the alert names the
+        asset when the burst is on one).
     Why it is abusive
         A small account suddenly trading many times its history is a classic sign of account takeover,
         a mule or nominee account used by a manipulator, or trading on inside information (EU MAR Art. 8,
@@ -50,6 +56,7 @@ class AccountDeviation(Rule):
     Params = AccountDeviationParams
     requires = ("trades", "accounts")
     needs_trade_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: AccountDeviationParams) -> ir.Table:
         acc = t["accounts"]
@@ -66,6 +73,7 @@ class AccountDeviation(Rule):
             asset=hits.asset.min(),
             n_assets=hits.asset.nunique(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
             peak=hits.window.max(),
             baseline=hits.baseline_hourly_notional.max(),
@@ -86,6 +94,7 @@ class AccountDeviation(Rule):
             baseline=ev.baseline.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
         return e.select(
@@ -94,6 +103,7 @@ class AccountDeviation(Rule):
             accounts=ibis.array([e.account_id]),
             window_start=e.window_start,
             window_end=e.window_end,
+            detected_at=e.detected_at,
             value=e.value,
             score=e.value / p.multiple,
             evidence_trade_ids=e.evidence_trade_ids,

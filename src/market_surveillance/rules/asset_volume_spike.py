@@ -52,6 +52,7 @@ class AssetVolumeSpike(Rule):
     threshold_param = "multiple"
     Params = AssetVolumeSpikeParams
     requires = ("trades",)
+    lookback = ("baseline_s", "window_s")
 
     def candidates(self, t: Tables, p: AssetVolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
@@ -66,6 +67,8 @@ class AssetVolumeSpike(Rule):
             n=hits.n.sum(),
             window_start=hits.ts_first.min(),
             window_end=hits.ts_last.max(),
+            # a window's notional is final when it closes
+            detected_at=(hits.bucket.min() + 1) * int(p.window_s * US),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
         g = with_asset_venue(g, tr)

@@ -127,9 +127,16 @@ class Rule(ABC):
     metric: ClassVar[str]
     threshold_param: ClassVar[str]
     Params: ClassVar[type[Params]]
+    #: where the rule falls short of the robustness acceptance, with the measured figure and why (docs)
+    limitations: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ("trades",)
     needs_trade_accounts: ClassVar[bool] = False
     needs_order_accounts: ClassVar[bool] = False
+    #: event-time history a decision reads before "now", in seconds: the sum of these params (names of
+    #: second-valued params) and constants. Online runs keep this much data per rule and no more.
+    lookback: ClassVar[tuple[str | int, ...]] = ()
+    #: online runs evaluate the rule at most this often in event time (0: every micro-batch)
+    online_every_s: ClassVar[int] = 0
 
     def __init__(self, params: Params | None = None, asset_params: Mapping[str, Params] | None = None):
         self.params = params if params is not None else self.Params()
@@ -154,6 +161,20 @@ class Rule(ABC):
         if self.needs_order_accounts and not profile.has_order_accounts:
             return "needs account ids on order events; the data has none"
         return None
+
+    def _all_params(self) -> list[Params]:
+        return [self.params, *self.asset_params.values()]
+
+    def lookback_s(self) -> float:
+        """Seconds of history before a decision that the decision reads (the widest over per-asset params)."""
+        return max(
+            sum(float(getattr(p, x)) if isinstance(x, str) else float(x) for x in self.lookback)
+            for p in self._all_params()
+        )
+
+    def episode_gap_s(self) -> float:
+        """Hits closer than this continue one episode (0 when the rule has no episodes)."""
+        return max(float(getattr(p, "episode_gap_s", 0)) for p in self._all_params())
 
     def threshold(self, p: Params) -> float:
         return float(getattr(p, self.threshold_param))
@@ -187,6 +208,18 @@ class Rule(ABC):
         """Execute on the tables' backend and return alerts in :data:`ALERT_SCHEMA`."""
         raw = self.expression(t).to_pyarrow()
         return finalize_alerts(self, raw)
+
+    def execute(self, t: Tables) -> RuleOutput:
+        """Alerts plus the rule's side outputs (e.g. every account's ML score); the base has none."""
+        return RuleOutput(self.run(t))
+
+
+@dataclass
+class RuleOutput:
+    """What one execution of a rule returns: its alerts and named side outputs (``{"ml_scores": ...}``)."""
+
+    alerts: pa.Table
+    side: dict[str, Any] = field(default_factory=dict)
 
 
 def _filter_assets(t: Tables, assets: list[str], *, exclude: bool) -> dict[str, ir.Table]:

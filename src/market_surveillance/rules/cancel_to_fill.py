@@ -55,7 +55,9 @@ def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
         & (bk.m_ub >= p.min_messages)
     )
     bk = bk.mutate(_cand=cand)
-    ahead = ibis.range_window(group_by=[bk.account_id, bk.asset], order_by=bk._bucket, preceding=0, following=k * b_us)
+    ahead = ibis.range_window(
+        group_by=[bk.account_id, bk.asset], order_by=bk._bucket, preceding=0, following=k * b_us
+    )
     bk = bk.mutate(_need=bk._cand.cast("int64").max().over(ahead))
     keep = bk.filter(bk._need > 0).select("account_id", "asset", "_bucket", "_cand")
     return o.join(keep, ["account_id", "asset", "_bucket"]).drop("_bucket")
@@ -95,6 +97,7 @@ class CancelToFill(Rule):
     Params = CancelToFillParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
         o = t["orders"]
@@ -114,6 +117,7 @@ class CancelToFill(Rule):
             value=hits.r.max(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
         return alert_rows(

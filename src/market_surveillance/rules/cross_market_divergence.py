@@ -49,6 +49,7 @@ class CrossMarketDivergence(Rule):
     threshold_param = "max_spread"
     Params = CrossMarketDivergenceParams
     requires = ("trades",)
+    lookback = ("bucket_s",)
 
     def candidates(self, t: Tables, p: CrossMarketDivergenceParams) -> ir.Table:
         tr = t["trades"]
@@ -87,6 +88,8 @@ class CrossMarketDivergence(Rule):
             n_buckets=buckets.bucket.count(),
             window_start=buckets.first.min(),
             window_end=buckets.last.max(),
+            # a bucket's VWAPs are final when it closes
+            detected_at=(buckets.bucket.min() + 1) * b_us,
             evidence_trade_ids=buckets.trade_ids.collect().flatten(),
         )
         return alert_rows(

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, with_asset_venue, with_episodes
+from market_surveillance.rules._common import US, alert_rows, asset_liquidity, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -20,6 +20,11 @@ class ExtremePriceMoveParams(Params):
     min_obs: int = param(30, low=2, doc="prior prints required in the window before a z-score is trusted")
     min_rel_std: float = param(
         0.002, low=0.0, closed="both", doc="floor of the std as a fraction of the mean (0.002 = 20 bps)"
+    )
+    min_step_multiple: float = param(
+        3.0,
+        low=0.0,
+        doc="floor of the std in the asset's typical price steps (median non-zero move between prints)",
     )
     episode_gap_s: int = param(600, low=1, doc="extreme prints further apart start a new episode, seconds")
 
@@ -95,7 +100,9 @@ class ExtremePriceMove(Rule):
     What it detects
         Prints whose price lies more than ``sigma`` standard deviations from the mean of the asset's
         prints (all venues) in the trailing ``window_s`` seconds, z = |p − mean| / max(std, mean ×
-        ``min_rel_std``), once at least ``min_obs`` prior prints are in the window. Extreme prints closer
+        ``min_rel_std``, ``min_step_multiple`` × the asset's typical price step), once at least ``min_obs``
+        prior prints are in the window. The step floor is the instrument's own: on a thin token whose
+        consecutive prints differ by 30 bps a quiet half hour's std is no measure of an abnormal print. Extreme prints closer
         than ``episode_gap_s`` form one episode per asset. Implementation: running sums of price and
         price² differenced at the window start, found by merging a query row per print into the ordered
         stream (see :func:`trailing_price_stats`): per-row range-window mean/std is the measured hot spot
@@ -120,10 +127,15 @@ class ExtremePriceMove(Rule):
     threshold_param = "sigma"
     Params = ExtremePriceMoveParams
     requires = ("trades",)
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
         tr = trailing_price_stats(t["trades"], p.window_s)
-        scale = ibis.greatest(tr.std_prior, tr.mean_prior * p.min_rel_std)
+        step = asset_liquidity(t["trades"]).select("asset", "move_bps")
+        tr = tr.join(step, "asset")
+        # a quiet window's std understates a coarse-ticked token's noise: never below a few of its steps
+        step_floor = tr.mean_prior * tr.move_bps.fill_null(0.0) / 10_000 * p.min_step_multiple
+        scale = ibis.greatest(tr.std_prior, tr.mean_prior * p.min_rel_std, step_floor)
         tr = tr.mutate(z=(tr.price - tr.mean_prior).abs() / scale, up=tr.price > tr.mean_prior)
         hits = tr.filter((tr.n_prior >= p.min_obs) & (tr.z > p.sigma))
         hits = with_episodes(hits, ["asset"], p.episode_gap_s, tiebreak="trade_id")
@@ -133,6 +145,7 @@ class ExtremePriceMove(Rule):
             n_up=hits.up.cast("int64").sum(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
         g = with_asset_venue(g, t["trades"])

@@ -8,7 +8,14 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, empty_str_array, with_episodes
+from market_surveillance.rules._common import (
+    US,
+    account_trades,
+    alert_rows,
+    asset_liquidity,
+    one_account,
+    with_episodes,
+)
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -24,11 +31,18 @@ class FrontRunningParams(Params):
     large_multiple: float = param(
         10.0, low=1.0, doc="large print: notional vs the asset's median trade notional"
     )
-    min_large_notional: float = param(100_000.0, low=0.0, doc="large print: minimum notional")
-    min_profit_bps: float = param(25.0, low=0.0, doc="exit vs entry price, basis points")
-    min_entry_notional: float = param(
-        5_000.0, low=0.0, doc="entry (taken ahead of the print) notional at least"
+    min_large_notional: float = param(1_000.0, low=0.0, doc="large print: absolute floor of its notional")
+    profit_move_multiple: float = param(
+        4.0,
+        low=0.0,
+        doc="exit vs entry price at least this many of the asset's typical price steps (median non-zero "
+        "move between consecutive prints, its spread on a tape)",
     )
+    min_profit_bps: float = param(5.0, low=0.0, doc="absolute floor of the profit, basis points")
+    min_entry_multiple: float = param(
+        1.0, low=0.0, doc="entry (taken ahead of the print) notional vs the asset's median trade notional"
+    )
+    min_entry_notional: float = param(100.0, low=0.0, doc="absolute floor of the entry notional")
     min_exit_share: float = param(0.5, low=0.0, high=1.0, doc="exit qty at least this share of the entry qty")
     same_venue_entry: bool = param(
         True, doc="the entry is on the venue of the large print (where the flow lands)"
@@ -43,10 +57,14 @@ class FrontRunning(Rule):
     What it detects
         An account that trades aggressively in one direction at most ``lead_s`` seconds before another account's large
         aggressive trade in the same direction on the same asset (notional ≥ ``large_multiple`` × the asset's
-        median and ≥ ``min_large_notional``), then trades the opposite direction within ``exit_s`` seconds after
-        it, with a volume-weighted exit at least ``min_profit_bps`` better than its volume-weighted entry. The
-        entry is worth at least ``min_entry_notional``, is on the print's venue (``same_venue_entry``: the
-        front-runner trades where the known flow will land) and the exit closes at least ``min_exit_share`` of it.
+        median trade notional, never under the ``min_large_notional`` floor), then trades the opposite direction
+        within ``exit_s`` seconds after it, with a volume-weighted exit better than its volume-weighted entry by
+        ``profit_move_multiple`` of the asset's typical price step (the median non-zero move between
+        consecutive prints: on a tape, its spread) and never under ``min_profit_bps``. The entry is worth at
+        least ``min_entry_multiple`` × the asset's median trade notional (and ``min_entry_notional``), is on
+        the print's venue (``same_venue_entry``: the front-runner trades where the known flow will land) and
+        the exit closes at least ``min_exit_share`` of it. Every size and the profit are in the instrument's
+        own units: a few bps on a tight-spread major is a real edge, noise on a thin token.
     Why it is abusive
         Knowing a large order is coming (client flow, leaked information) and trading ahead of it exploits
         non-public information about the order. EU MAR Art. 7(1)(d) inside information on pending orders and
@@ -65,11 +83,19 @@ class FrontRunning(Rule):
     Params = FrontRunningParams
     requires = ("trades",)
     needs_trade_accounts = True
+    # the size reference is the median notional of the data in view (a day): see docs/online.md
+    lookback = ("lead_s", "exit_s", 86_400)
 
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
         tr = tr.mutate(notional=tr.price * tr.qty)
-        med = tr.group_by("asset").aggregate(med_notional=tr.notional.median())
+        liq = asset_liquidity(tr)
+        med = liq.select(
+            "asset",
+            "med_notional",
+            min_profit=ibis.greatest(liq.move_bps.fill_null(0.0) * p.profit_move_multiple, p.min_profit_bps),
+            min_entry=ibis.greatest(liq.med_notional * p.min_entry_multiple, p.min_entry_notional),
+        )
         big = tr.join(med, "asset")
         big = big.filter(
             (big.notional >= big.med_notional * p.large_multiple) & (big.notional >= p.min_large_notional)
@@ -82,6 +108,8 @@ class FrontRunning(Rule):
             big_ts=big.ts,
             d=big.aggressor,
             big_acct=ibis.ifelse(big.aggressor == "buy", big.buyer_id, big.seller_id),
+            min_profit=big.min_profit,
+            min_entry=big.min_entry,
         )
         at = account_trades(tr)
         lead, ex = int(p.lead_s * US), int(p.exit_s * US)
@@ -103,7 +131,9 @@ class FrontRunning(Rule):
         is_exit = (legs.side != legs.d) & (legs.ts_us > legs.big_us)
         legs = legs.filter(is_entry | is_exit).mutate(entry=is_entry)
         pq = legs.price * legs.qty
-        g = legs.group_by(["account_id", "asset", "big_id", "big_us", "big_ts", "d"]).aggregate(
+        g = legs.group_by(
+            ["account_id", "asset", "big_id", "big_us", "big_ts", "d", "min_profit", "min_entry"]
+        ).aggregate(
             entry_pq=pq.sum(where=legs.entry),
             entry_q=legs.qty.sum(where=legs.entry),
             exit_pq=pq.sum(where=~legs.entry),
@@ -116,30 +146,33 @@ class FrontRunning(Rule):
         g = g.filter(
             g.entry_q.notnull()
             & g.exit_q.notnull()
-            & (g.entry_pq >= p.min_entry_notional)
+            & (g.entry_pq >= g.min_entry)
             & (g.exit_q >= g.entry_q * p.min_exit_share)
         )
         entry_px = g.entry_pq / g.entry_q
         exit_px = g.exit_pq / g.exit_q
         sign = ibis.ifelse(g.d == "buy", 1.0, -1.0)
         g = g.mutate(profit_bps=sign * (exit_px - entry_px) / entry_px * 10_000)
-        hits = g.filter(g.profit_bps >= p.min_profit_bps).mutate(ts_us=g.big_us)
+        hits = g.filter(g.profit_bps >= g.min_profit).mutate(ts_us=g.big_us)
         hits = with_episodes(hits, ["account_id", "asset"], p.episode_gap_s, tiebreak="big_id")
         e = hits.group_by(["account_id", "asset", "episode"]).aggregate(
             value=hits.profit_bps.max(),
+            min_profit=hits.min_profit.max(),
             window_start=hits.first.min(),
             window_end=hits.last.max(),
+            detected_at=hits.big_us.min() + int(p.exit_s * US),
             evidence_trade_ids=hits.trade_ids.collect().flatten(),
             big_ids=hits.big_id.collect(),
         )
-        return e.select(
-            asset=e.asset,
-            venue=ibis.null().cast("string"),
-            accounts=ibis.array([e.account_id]),
-            window_start=e.window_start,
-            window_end=e.window_end,
+        return alert_rows(
+            e,
+            accounts=one_account(e.account_id),
             value=e.value,
-            score=e.value / p.min_profit_bps,
+            score=e.value / ibis.greatest(e.min_profit, 1e-9),
             evidence_trade_ids=e.evidence_trade_ids.concat(e.big_ids),
-            evidence_order_ids=empty_str_array(),
+            explanation=ibis.literal("profit ")
+            + e.value.round(1).cast("string")
+            + " bps vs "
+            + e.min_profit.round(1).cast("string")
+            + " bps required on this asset",
         )

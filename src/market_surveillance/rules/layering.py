@@ -49,6 +49,7 @@ class Layering(Rule):
     Params = LayeringParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: LayeringParams) -> ir.Table:
         win = int(p.window_s * US)
@@ -128,6 +129,7 @@ class Layering(Rule):
             value=ladders.levels.max(),
             window_start=ladders.start.min(),
             window_end=ladders.end.max(),
+            detected_at=ladders.end.min(),
             evidence_order_ids=ladders.members.collect().flatten(),
         )
         return alert_rows(

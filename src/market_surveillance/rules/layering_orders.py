@@ -66,6 +66,8 @@ class LayeringOrders(Rule):
     threshold_param = "min_levels"
     Params = LayeringOrdersParams
     requires = ("orders", "trades")
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
     def skip_reason(self, profile: DataProfile) -> str | None:
         return skip_with_accounts(profile, super().skip_reason(profile), "MS011 layering")

@@ -29,9 +29,15 @@ class MarkingTheCloseParams(Params):
         low=0,
         doc="extra fixings every this many seconds from midnight UTC (3600: hourly snapshots; 0: none)",
     )
-    window_s: int = param(900, low=60, doc="the minutes before a fixing examined, seconds")
+    window_s: int = param(900, low=60, doc="the longest span before a fixing examined, seconds")
+    n_spans: int = param(
+        3,
+        low=1,
+        doc="spans examined: window_s, window_s/3, window_s/9, ... (a 15-min ramp and a last-minute "
+        "push each measured over their own span)",
+    )
     move_multiple: float = param(
-        4.0,
+        3.5,
         low=1.0,
         doc="price move over the window vs the asset's median move over windows of that length",
     )
@@ -90,9 +96,11 @@ class MarkingTheClose(Rule):
     What it detects
         For each fixing (``fixing_times`` daily, default 00:00 UTC — the daily candle close that index
         and settlement prices read — plus optional snapshots every ``fixing_interval_s``), the asset's
-        trades in the ``window_s`` before it. Fires when, over that window, the price moved from the
-        first to the last print by at least ``move_multiple`` times the asset's own median move over
-        windows of the same length (and ``min_move_bps``), the notional traded is at least
+        trades in the ``window_s`` before it and in shorter spans ending at it (``n_spans``: by default
+        900, 300 and 100 s, so a slow ramp and a last-minute push are each measured over their own span).
+        Fires when, over a span, the price moved away from the span's first print (its largest excursion,
+        up or down) by at least ``move_multiple`` times the asset's own median excursion over windows of
+        the same length (and ``min_move_bps``), the notional traded is at least
         ``volume_multiple`` times its median per window, and at least ``min_direction_share`` of it was
         taken aggressively in the move's direction, with ``min_trades`` trades. Every threshold is in the
         instrument's own units (its typical move and turnover per window), so a thin token and BTC are
@@ -117,13 +125,22 @@ class MarkingTheClose(Rule):
     threshold_param = "move_multiple"
     Params = MarkingTheCloseParams
     requires = ("trades",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
-    def candidates(self, t: Tables, p: MarkingTheCloseParams) -> ir.Table:
-        tr = t["trades"]
-        w_us = p.window_s * US
-        # the asset's typical window: median move and notional over epoch-aligned windows of that length
-        b = bars(tr, p.window_s)
-        b = b.mutate(move=(b.close / b.open - 1.0).abs())
+    def spans_s(self, p: MarkingTheCloseParams) -> list[int]:
+        """The spans before a fixing examined, longest first (each at least a minute)."""
+        out = [max(60, p.window_s // 3**i) for i in range(p.n_spans)]
+        return sorted(set(out), reverse=True)
+
+    def _span(self, tr: ir.Table, p: MarkingTheCloseParams, span_s: int) -> ir.Table:
+        """Per (asset, fixing): the trades of the ``span_s`` before it against the asset's typical span."""
+        w_us = span_s * US
+        # the asset's typical span: median move and notional over epoch-aligned windows of that length
+        b = bars(tr, span_s)
+        # excursion from the span's first print, either way: a push sets the extreme print a fixing may
+        # read, even where other flow keeps printing near the old level
+        b = b.mutate(move=ibis.greatest(b.high / b.open - 1.0, 1.0 - b.low / b.open))
         typ = b.group_by("asset").aggregate(
             typ_move=b.move.median(where=b.move > 0), typ_notional=b.notional.median()
         )
@@ -137,37 +154,62 @@ class MarkingTheClose(Rule):
             buy_notional=x.notional.sum(where=x.aggressor == "buy"),
             sell_notional=x.notional.sum(where=x.aggressor == "sell"),
             p_first=x._first.max(),
-            p_last=x._last.max(),
+            p_high=x.price.max(),
+            p_low=x.price.min(),
             window_start=x.ts.min(),
             window_end=x.ts.max(),
         )
         win = win.join(typ, "asset")
-        move = win.p_last / win.p_first - 1.0
-        up = move > 0
+        rise, fall = win.p_high / win.p_first - 1.0, 1.0 - win.p_low / win.p_first
+        up = rise >= fall
+        move = ibis.ifelse(up, rise, -fall)
         directional = ibis.ifelse(up, win.buy_notional, win.sell_notional).fill_null(0.0)
         win = win.mutate(
             move=move,
             up=up,
             directional=directional,
             x=move.abs() / ibis.greatest(win.typ_move, 1e-12),
+            span_s=ibis.literal(span_s, type="int64"),
         )
-        hits = win.filter(
+        return win.filter(
             (win.n >= p.min_trades)
             & (win.x >= p.move_multiple)
             & (win.move.abs() * 10_000 >= p.min_move_bps)
             & (win.notional >= p.volume_multiple * win.typ_notional)
             & (win.directional >= p.min_direction_share * win.notional)
+        ).select(
+            "asset",
+            "fix_us",
+            "x",
+            "move",
+            "up",
+            "directional",
+            "notional",
+            "window_start",
+            "window_end",
+            "span_s",
         )
-        # evidence and accounts: the aggressive trades in the move's direction inside the hit windows
+
+    def candidates(self, t: Tables, p: MarkingTheCloseParams) -> ir.Table:
+        tr = t["trades"]
+        spans = [self._span(tr, p, s) for s in self.spans_s(p)]
+        hits = spans[0] if len(spans) == 1 else ibis.union(*spans)
+        # one alert per fixing: the span where the push stands out most
+        bw = ibis.window(group_by=[hits.asset, hits.fix_us], order_by=[hits.x.desc(), hits.span_s.desc()])
+        hits = hits.mutate(rk=ibis.row_number().over(bw))
+        hits = hits.filter(hits.rk == 0).drop("rk")
+        # evidence and accounts: the aggressive trades in the move's direction inside the hit span
         legs = account_trades(tr)
         legs = legs.mutate(fix_us=next_fixing(legs.ts_us, p), notional=legs.price * legs.qty)
-        h = hits.select(h_asset=hits.asset, h_fix=hits.fix_us, h_up=hits.up, h_dir=hits.directional)
+        h = hits.select(
+            h_asset=hits.asset, h_fix=hits.fix_us, h_up=hits.up, h_dir=hits.directional, h_span=hits.span_s
+        )
         j = legs.join(
             h,
             [
                 legs.asset == h.h_asset,
                 legs.fix_us == h.h_fix,
-                legs.fix_us - legs.ts_us <= w_us,
+                legs.fix_us - legs.ts_us <= h.h_span * US,
                 legs.aggressive,
                 (legs.side == "buy") == h.h_up,
             ],
@@ -191,8 +233,8 @@ class MarkingTheClose(Rule):
             + " bps ("
             + g.x.round(1).cast("string")
             + "x the typical move) in the "
-            + ibis.literal(str(p.window_s // 60))
-            + " min before the fixing at "
+            + g.span_s.cast("string")
+            + " s before the fixing at "
             + fixing.strftime("%Y-%m-%d %H:%M")
             + " UTC, "
             + (g.directional / g.notional * 100).round(0).cast("string")

@@ -66,6 +66,8 @@ class _Burst(Rule):
     threshold_param = "burst_multiple"
     Params = MessageBurstParams
     requires = ("orders",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
     #: also runs on the level-based ``book`` table (L2 feeds): each level change is a message
     runs_on_levels: ClassVar[bool] = True
 

@@ -47,6 +47,7 @@ class MessageRate(Rule):
     Params = MessageRateParams
     requires = ("orders",)
     needs_order_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: MessageRateParams) -> ir.Table:
         o = t["orders"]
@@ -58,6 +59,7 @@ class MessageRate(Rule):
             value=hits.n.max(),
             window_start=hits.ts.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_order_ids=hits.order_id.collect(),
         )
         return alert_rows(

@@ -97,6 +97,7 @@ class NetworkCollusion(Rule):
     Params = NetworkCollusionParams
     requires = ("trades", "network")
     needs_trade_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: NetworkCollusionParams) -> ir.Table:
         clusters = ibis.memtable(account_clusters(t["network"]))
@@ -142,6 +143,7 @@ class NetworkCollusion(Rule):
             accounts=hits.members.collect().flatten().unique(),
             window_start=hits.first.min(),
             window_end=hits.ts.max(),
+            detected_at=hits.ts.min(),
             evidence_trade_ids=hits.trade_ids.collect().flatten().unique(),
         )
         return alert_rows(

@@ -36,6 +36,8 @@ class _Ratio(Rule):
     Params = RatioParams
     threshold_param = "ratio_multiple"
     requires = ("orders",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
     def skip_reason(self, profile: DataProfile) -> str | None:
         return skip_with_accounts(profile, super().skip_reason(profile), self.instead)

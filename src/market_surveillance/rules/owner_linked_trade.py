@@ -165,6 +165,8 @@ class OwnerLinkedTrade(Rule):
     threshold_param = "min_trades"
     Params = OwnerLinkedTradeParams
     requires = ("trades",)
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
     needs_trade_accounts = True
 
     def candidates(self, t: Tables, p: OwnerLinkedTradeParams) -> ir.Table:

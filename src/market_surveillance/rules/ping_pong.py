@@ -47,6 +47,7 @@ class PingPong(Rule):
     Params = PingPongParams
     requires = ("trades",)
     needs_trade_accounts = True
+    lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: PingPongParams) -> ir.Table:
         tr = t["trades"]
@@ -64,6 +65,7 @@ class PingPong(Rule):
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.n.max(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
         )
         # the evidence is every pair trade from the window before the first hit to the last hit
@@ -82,6 +84,7 @@ class PingPong(Rule):
             value=ev.value.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
         return alert_rows(

@@ -16,7 +16,9 @@ from market_surveillance.rules.registry import register
 @dataclass(frozen=True)
 class PositionConcentrationParams(Params):
     min_share: float = param(0.20, low=0.0, high=1.0, closed="right", doc="|net position| / float")
-    min_exposure: float = param(1_000_000.0, low=0.0, doc="|net position| × last trade price, quote currency")
+    min_exposure: float = param(
+        10_000.0, low=0.0, doc="absolute floor of |net position| × last trade price, quote currency"
+    )
 
 
 @register
@@ -25,7 +27,10 @@ class PositionConcentration(Rule):
 
     What it detects
         On the latest position snapshot, an account whose absolute net position is at least ``min_share`` of
-        the asset's free float and worth at least ``min_exposure`` at the asset's last trade price. The alert
+        the asset's free float and worth at least ``min_exposure`` at the asset's last trade price. The
+        threshold is a share of the instrument's own float (so of its float value at any price); the dollar
+        floor is only a safety net against dust positions in a token nobody trades: 30 % of a $3M micro-cap
+        (worth $0.9M) dominates it as surely as 30 % of a large cap. The alert
         window runs from the account's first trade in the asset to the snapshot.
     Why it is abusive
         Controlling a large share of a thin float lets a holder dictate prices (squeezes, cornering) and
@@ -43,6 +48,8 @@ class PositionConcentration(Rule):
     threshold_param = "min_share"
     Params = PositionConcentrationParams
     requires = ("positions", "assets", "trades")
+    # judged on each position snapshot against the last price seen (decided at the snapshot's as_of)
+    lookback = (86_400,)
 
     def candidates(self, t: Tables, p: PositionConcentrationParams) -> ir.Table:
         pos = t["positions"]

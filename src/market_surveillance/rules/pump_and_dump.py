@@ -28,14 +28,11 @@ class PumpAndDumpParams(Params):
     rise_window_s: int = param(
         300,
         low=0,
-        doc="the price rise is measured from the low of this span before the burst to the high "
-        "of this span after its start, seconds (pumps peak within minutes)",
+        doc="the price rise is measured from the low of this span before the burst window to the burst "
+        "window's high, seconds",
     )
     min_rise_pct: float = param(5.0, low=0.0, closed="neither", doc="price rise over rise_window_s, percent")
-    min_buy_share: float = param(
-        0.4, low=0.0, high=1.0, doc="share of buyer-initiated trades from the burst over rise_window_s"
-    )
-    reversal_s: int = param(3_600, low=60, doc="horizon after the burst over which the dump is measured, s")
+    min_buy_share: float = param(0.4, low=0.0, high=1.0, doc="share of buyer-initiated trades in the burst window")
     episode_gap_s: int = param(3_600, low=1, doc="burst windows further apart start a new episode, s")
 
 
@@ -47,10 +44,10 @@ class PumpAndDump(Rule):
         Per asset, ``bucket_s`` windows (default one minute) whose trade count is at least
         ``min_count_ratio`` times the asset's mean per window over the trailing ``baseline_s``
         (default a day) and at least ``min_trades``, where at least ``min_buy_share`` of the trades were
-        buyer-initiated and the window's high is ``min_rise_pct`` % above the previous close. Such windows
-        closer than ``episode_gap_s`` form one episode (one alert). The value is the count ratio; the score
-        is value / ``min_count_ratio`` × (1 + retrace), where retrace ∈ [0, 1] is the share of the rise
-        given back within ``reversal_s`` after the burst (the dump), so confirmed pumps rank first.
+        buyer-initiated and the window's high is ``min_rise_pct`` % above the low of the ``rise_window_s``
+        before it. Such windows closer than ``episode_gap_s`` form one episode (one alert), decided when its
+        first burst window closes: nothing after that moment is read (the dump that follows cannot be
+        known at decision time). The value is the count ratio; the score is value / ``min_count_ratio``.
         Signals follow La Morgia et al. (2020): pump-group coins are illiquid, the announcement brings a
         "rush" of market buy orders within seconds, trade count and volume jump by orders of magnitude over
         their usual level and the price spikes, then falls back as the organisers sell.
@@ -59,8 +56,9 @@ class PumpAndDump(Rule):
         the buying they caused; the crowd is left holding a coin that reverts. EU MAR Annex I(1)(a)-(b)
         and Annex II 1(b) ("pump and dump"); US securities-fraud and CEA §9(a)(2) manipulation.
     Known false positives
-        Listings, delistings and genuine news on a thin coin (a burst with a price jump, but it usually
-        holds: the retrace lowers the score); an exchange's own market making restarting after a halt.
+        Listings, delistings and genuine news on a thin coin (a burst with a price jump that then holds:
+        the rule decides before the dump could be seen, so it cannot tell them apart); an exchange's own
+        market making restarting after a halt.
     """
 
     rule_id = "MS015"
@@ -71,44 +69,31 @@ class PumpAndDump(Rule):
     threshold_param = "min_count_ratio"
     Params = PumpAndDumpParams
     requires = ("trades",)
+    lookback = ("baseline_s", "bucket_s")
 
     def candidates(self, t: Tables, p: PumpAndDumpParams) -> ir.Table:
         tr = t["trades"]
         b = with_baseline(bars(tr, p.bucket_s), p.baseline_s, p.bucket_s, p.warmup_s)
-        nr = max(1, p.reversal_s // p.bucket_s)
         k = p.rise_window_s // p.bucket_s
-        win = {"group_by": b.asset, "order_by": b.bucket}
-        after = ibis.range_window(**win, preceding=0, following=k)
-        before = ibis.range_window(**win, preceding=k, following=0)
-        later = ibis.range_window(**win, preceding=0, following=nr)
-        b = b.mutate(
-            high_after=b.high.max().over(after),
-            low_before=b.low.min().over(before),
-            n_after=b.n.sum().over(after),
-            buy_after=b.n_buy.sum().over(after),
-            close_later=b.close.last().over(later),
-        )
+        # only the burst window and what precedes it: the decision is taken when the window closes
+        before = ibis.range_window(group_by=b.asset, order_by=b.bucket, preceding=k, following=0)
+        b = b.mutate(low_before=b.low.min().over(before))
         ratio = b.n.cast("float64") / ibis.greatest(b.base_n, 1.0 / max(1, p.baseline_s // p.bucket_s))
-        b = b.mutate(ratio=ratio, rise=b.high_after / b.low_before - 1.0)
+        b = b.mutate(ratio=ratio, rise=b.high / b.low_before - 1.0)
         hits = b.filter(
             b.warm
             & (b.n >= p.min_trades)
             & (b.ratio >= p.min_count_ratio)
-            & (b.buy_after.cast("float64") >= p.min_buy_share * b.n_after.cast("float64"))
+            & (b.n_buy.cast("float64") >= p.min_buy_share * b.n.cast("float64"))
             & (b.rise * 100 >= p.min_rise_pct)
         )
         hits = hits.mutate(ts_us=hits.bucket * int(p.bucket_s * US), trade_id=hits.bucket.cast("string"))
         hits = with_episodes(hits, ["asset"], p.episode_gap_s)
-        # share of the rise given back by the last close within the reversal horizon (1 = all of it)
-        retrace = ((hits.high_after - hits.close_later) / (hits.high_after - hits.low_before)).clip(
-            lower=0, upper=1
-        )
-        hits = hits.mutate(retrace=retrace)
         g = hits.group_by(["asset", "episode"]).aggregate(
             value=hits.ratio.max(),
             rise=hits.rise.max(),
-            retrace=hits.retrace.max(),
             n=hits.n.sum(),
+            detected_at=(hits.bucket.min() + 1) * int(p.bucket_s * US),
             b_first=hits.bucket.min(),
             b_last=hits.bucket.max(),
             window_start=hits.ts_first.min(),
@@ -121,16 +106,12 @@ class PumpAndDump(Rule):
             g,
             venue=g.venue,
             value=g.value,
-            score=g.value.cast("float64") / p.min_count_ratio * (1 + g.retrace.fill_null(0.0)),
+            score=g.value.cast("float64") / p.min_count_ratio,
             evidence_trade_ids=g.evidence_trade_ids.fill_null(empty_str_array()),
             explanation=g.n.cast("string")
             + " trades in burst window(s), "
             + g.value.round(0).cast("string")
             + "x the trailing rate, price +"
             + (g.rise * 100).round(1).cast("string")
-            + " %, "
-            + (g.retrace.fill_null(0.0) * 100).round(0).cast("string")
-            + " % of the rise given back within "
-            + ibis.literal(str(p.reversal_s // 60))
-            + " min",
+            + " %",
         )

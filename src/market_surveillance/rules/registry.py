@@ -40,6 +40,8 @@ RESERVED_IDS = {
     "MS036": "large_order_fill_rate",
     "MS017": "owner_linked_trade",
     "MS018": "marking_the_close",
+    # MS040–MS044: issue 13 (online surveillance)
+    "MS040": "rush_order_pump",
 }
 
 

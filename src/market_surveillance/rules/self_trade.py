@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
@@ -44,12 +45,16 @@ class SelfTrade(Rule):
     Params = SelfTradeParams
     requires = ("trades",)
     needs_trade_accounts = True
+    lookback = ()
 
     def candidates(self, t: Tables, p: SelfTradeParams) -> ir.Table:
         tr = t["trades"]
         s = tr.filter(tr.buyer_id.notnull() & (tr.buyer_id == tr.seller_id))
         s = with_episodes(s, ["buyer_id", "asset", "venue"], p.episode_gap_s, tiebreak="trade_id")
+        ew = ibis.window(group_by=[s.buyer_id, s.asset, s.venue, s.episode], order_by=[s.ts_us, s.trade_id])
+        s = s.mutate(_k=ibis.row_number().over(ew))  # 0-based: the episode is decided at its min_trades-th
         g = s.group_by(["buyer_id", "asset", "venue", "episode"]).aggregate(
+            detected_at=s.ts.min(where=s._k >= p.min_trades - 1),
             n=s.count(),
             notional=(s.price * s.qty).sum(),
             window_start=s.ts.min(),

@@ -8,7 +8,13 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, order_lifecycle, with_episodes
+from market_surveillance.rules._common import (
+    US,
+    account_trades,
+    asset_liquidity,
+    order_lifecycle,
+    with_episodes,
+)
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -16,7 +22,10 @@ from market_surveillance.rules.registry import register
 @dataclass(frozen=True)
 class SpoofingParams(Params):
     size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median new-order qty")
-    min_notional: float = param(50_000.0, low=0.0, doc="minimum order notional, quote currency")
+    min_notional_multiple: float = param(
+        10.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
+    )
+    min_notional: float = param(500.0, low=0.0, doc="absolute floor of the order notional, quote currency")
     max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
     opposite_window_s: float = param(60.0, low=0.0, doc="opposite-side trade within ± this many seconds")
     episode_gap_s: int = param(300, low=1, doc="spoof orders further apart start a new episode")
@@ -27,10 +36,13 @@ class Spoofing(Rule):
     """Spoofing: large orders pulled within seconds while trading the other side.
 
     What it detects
-        A `new` order at least ``size_multiple`` times the asset's median new-order size (and worth at least
-        ``min_notional``) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
+        A `new` order at least ``size_multiple`` times the asset's median new-order size and worth at least
+        ``min_notional_multiple`` times the asset's median trade notional (never under the ``min_notional``
+        floor) that is cancelled without any fill within ``max_lifetime_s`` seconds, while the same
         account trades the opposite side of the same asset within ± ``opposite_window_s``. One alert per
         account, asset and venue episode.
+        Sizes are the instrument's own: a $3k spoof on a token whose trades are worth $100 is as large as a
+        $500k one on BTC, so a dollar threshold tuned for one is blind (or noisy) on the other.
     Why it is abusive
         The large order advertises demand or supply the account never meant to honour, moving others' prices
         toward the account's real order on the other side. EU MAR Annex I(1)(a) and Annex II 3: "spoofing";
@@ -50,17 +62,26 @@ class Spoofing(Rule):
     requires = ("orders", "trades")
     needs_order_accounts = True
     needs_trade_accounts = True
+    # the size reference is the median order size of the data in view (a day): see docs/online.md
+    lookback = ("max_lifetime_s", "opposite_window_s", 86_400)
 
     def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
         tr = t["trades"]
         # "large" is relative to what the asset's order flow usually sizes (agreed semantics), not to prints
         news = t["orders"].filter(t["orders"].event == "new")
         med = news.group_by("asset").aggregate(med_qty=news.qty.median())
+        med = med.join(asset_liquidity(tr).select("asset", "med_notional"), "asset")
         life = order_lifecycle(t["orders"])
         life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
         life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
         big = life.join(med, "asset")
-        big = big.filter((big.qty >= big.med_qty * p.size_multiple) & (big.qty * big.price >= p.min_notional))
+        big = big.filter(
+            (big.qty >= big.med_qty * p.size_multiple)
+            & (
+                big.qty * big.price
+                >= ibis.greatest(big.med_notional * p.min_notional_multiple, p.min_notional)
+            )
+        )
         at = account_trades(tr)
         win = int(p.opposite_window_s * US)
         j = big.join(
@@ -74,7 +95,7 @@ class Spoofing(Rule):
             ],
         )
         per_order = j.group_by(
-            [j.order_id, j.account_id, j.asset, j.venue, j.ts, j.ts_us, j.cancel_ts, j.qty, j.med_qty]
+            [j.order_id, j.account_id, j.asset, j.venue, j.ts, j.ts_us, j.cancel_ts, j.cancel_us, j.qty, j.med_qty]
         ).aggregate(trade_ids=j.trade_id.collect())
         per_order = with_episodes(
             per_order, ["account_id", "asset", "venue"], p.episode_gap_s, tiebreak="order_id"
@@ -84,6 +105,7 @@ class Spoofing(Rule):
             size_x=(per_order.qty / per_order.med_qty).max(),
             window_start=per_order.ts.min(),
             window_end=per_order.cancel_ts.max(),
+            detected_at=ibis.greatest(per_order.cancel_us, per_order.ts_us + win).min(),
             evidence_order_ids=per_order.order_id.collect(),
             evidence_trade_ids=per_order.trade_ids.collect().flatten(),
         )
@@ -93,6 +115,7 @@ class Spoofing(Rule):
             accounts=ibis.array([g.account_id]),
             window_start=g.window_start,
             window_end=g.window_end,
+            detected_at=g.detected_at,
             value=g.size_x,
             score=g.size_x / p.size_multiple * (1 + g.n.cast("float64")).ln(),
             evidence_trade_ids=g.evidence_trade_ids,

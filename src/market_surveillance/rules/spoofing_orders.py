@@ -67,6 +67,8 @@ class SpoofingOrders(Rule):
     threshold_param = "size_multiple"
     Params = SpoofingOrdersParams
     requires = ("orders", "trades")
+    # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
+    lookback = (86_400,)
 
     def skip_reason(self, profile: DataProfile) -> str | None:
         return skip_with_accounts(profile, super().skip_reason(profile), "MS005 spoofing")

@@ -8,7 +8,15 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, empty_str_array, trailing, with_episodes
+from market_surveillance.rules._common import (
+    US,
+    account_trades,
+    alert_rows,
+    asset_liquidity,
+    one_account,
+    trailing,
+    with_episodes,
+)
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -18,8 +26,20 @@ class VolumeSpikeParams(Params):
     short_window_s: int = param(7200, low=1, doc="recent window, seconds")
     long_window_s: int = param(43200, low=1, doc="trailing baseline window before the recent one, seconds")
     ratio: float = param(5.0, low=1.0, doc="recent notional vs the baseline rate over the same duration")
-    min_notional: float = param(100_000.0, low=0.0, doc="recent notional at least, quote currency")
-    min_baseline: float = param(10_000.0, low=0.0, doc="floor of the baseline per short window")
+    min_adv_share: float = param(
+        0.02, low=0.0, high=1.0, doc="recent notional at least this share of the asset's average daily volume"
+    )
+    min_notional: float = param(500.0, low=0.0, doc="absolute floor of the recent notional, quote currency")
+    min_baseline_adv_share: float = param(
+        0.002, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
+    )
+    min_baseline: float = param(100.0, low=0.0, doc="absolute floor of the baseline per short window")
+    min_prior_trades: int = param(
+        5,
+        low=1,
+        doc="trades of the account on the asset in the baseline window: a norm needs a history "
+        "(an account new to the asset is account_deviation's matter)",
+    )
     episode_gap_s: int = param(1800, low=1, doc="hits further apart start a new episode, seconds")
 
 
@@ -27,7 +47,7 @@ _BUCKET_S = 3600
 
 
 def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParams) -> ir.Table:
-    """Accounts that can fire, found on clock-hour sums (an exact superset, not an approximation).
+    """(account, asset) pairs that can fire, found on clock-hour sums (an exact superset, not an approximation).
 
     For a trade in hour ``h`` the recent window lies inside hours ``h - ceil(S/B) .. h`` (an upper bound of
     its recent notional) and the prior window contains hours ``h + 1 - floor((S+L)/B) .. h - ceil(S/B) - 1``
@@ -37,23 +57,27 @@ def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParam
     """
     b = _BUCKET_S * US
     hb = at.mutate(bucket=at.ts_us // b)
-    hours = hb.group_by(["account_id", "bucket"]).aggregate(n=hb.notional.sum())
+    hours = hb.group_by(["account_id", "asset", "bucket"]).aggregate(
+        n=hb.notional.sum(), floor_n=hb.floor_n.max(), floor_b=hb.floor_b.max()
+    )
     ks = -(-p.short_window_s // _BUCKET_S)  # ceil
     kt = (p.short_window_s + p.long_window_s) // _BUCKET_S - 1
 
     def w(k: int) -> ibis.expr.builders.LegacyWindowBuilder:
-        return ibis.range_window(group_by=hours.account_id, order_by=hours.bucket, preceding=k, following=0)
+        return ibis.range_window(
+            group_by=[hours.account_id, hours.asset], order_by=hours.bucket, preceding=k, following=0
+        )
 
     up = hours.n.sum().over(w(ks))
     prior_lo = ibis.greatest(hours.n.sum().over(w(kt)) - up, 0.0) if kt > ks else ibis.literal(0.0)
     hours = hours.mutate(up=up, prior_lo=prior_lo)
-    base = ibis.greatest(hours.prior_lo * (p.short_window_s / p.long_window_s), p.min_baseline)
+    base = ibis.greatest(hours.prior_lo * (p.short_window_s / p.long_window_s), hours.floor_b)
     cand = hours.filter(
         ((hours.bucket + 1) * b > data_start + p.long_window_s * US)
-        & (hours.up >= p.min_notional)
+        & (hours.up >= hours.floor_n)
         & (hours.up >= base * p.ratio)
     )
-    return cand.select("account_id").distinct()
+    return cand.select("account_id", "asset").distinct()
 
 
 @register
@@ -61,9 +85,14 @@ class VolumeSpike(Rule):
     """Per-account volume spike.
 
     What it detects
-        At each of an account's trades: its notional over the trailing ``short_window_s`` against its own
-        notional over the ``long_window_s`` before that, scaled to the same duration (floored at
-        ``min_baseline``); fires when the ratio reaches ``ratio`` and the recent notional ``min_notional``.
+        At each of an account's trades on an asset: its notional on that asset over the trailing
+        ``short_window_s`` against its own notional there over the ``long_window_s`` before that, scaled to
+        the same duration (floored at ``min_baseline_adv_share`` of the asset's average daily volume, never
+        under ``min_baseline``); fires when the ratio reaches ``ratio`` and the recent notional
+        ``min_adv_share`` of the asset's ADV (never under ``min_notional``), for an account with at least
+        ``min_prior_trades`` trades on the asset in the baseline window. Per (account, asset): the
+        sizes are the instrument's own, so a burst on a thin token counts as much as one on a major, and
+        the alert names the asset where it happened.
         Evaluated only once ``long_window_s`` of data precede the trade (warm-up), so the first hours of a
         dataset cannot fire for lack of history.
     Why it is abusive
@@ -83,30 +112,41 @@ class VolumeSpike(Rule):
     Params = VolumeSpikeParams
     requires = ("trades",)
     needs_trade_accounts = True
+    lookback = ("short_window_s", "long_window_s")
 
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
         data_start = tr.ts_us.min().as_scalar()
         legs = account_trades(tr)
-        at = legs.mutate(notional=legs.price * legs.qty)
-        at = at.semi_join(_candidate_accounts(at, data_start, p), "account_id")
-        short = at.notional.sum().over(trailing(at, ["account_id"], p.short_window_s))
-        total = at.notional.sum().over(trailing(at, ["account_id"], p.short_window_s + p.long_window_s))
-        at = at.mutate(recent=short, prior=total - short)
+        liq = asset_liquidity(tr)
+        # the floors in the instrument's own units: a share of its ADV, never under the absolute floors
+        liq = liq.select(
+            "asset",
+            floor_n=ibis.greatest(liq.adv * p.min_adv_share, p.min_notional),
+            floor_b=ibis.greatest(liq.adv * p.min_baseline_adv_share, p.min_baseline),
+        )
+        at = legs.mutate(notional=legs.price * legs.qty).join(liq, "asset")
+        at = at.semi_join(_candidate_accounts(at, data_start, p), ["account_id", "asset"])
+        keys = ["account_id", "asset"]
+        w_short = trailing(at, keys, p.short_window_s)
+        w_total = trailing(at, keys, p.short_window_s + p.long_window_s)
+        short, total = at.notional.sum().over(w_short), at.notional.sum().over(w_total)
+        prior_n = at.notional.count().over(w_total) - at.notional.count().over(w_short)
+        at = at.mutate(recent=short, prior=total - short, prior_n=prior_n)
         scale = p.short_window_s / p.long_window_s
-        base = ibis.greatest(at.prior * scale, p.min_baseline)
+        base = ibis.greatest(at.prior * scale, at.floor_b)
         at = at.mutate(r=at.recent / base)
         hits = at.filter(
             (at.ts_us >= data_start + p.long_window_s * US)
             & (at.r >= p.ratio)
-            & (at.recent >= p.min_notional)
+            & (at.recent >= at.floor_n)
+            & (at.prior_n >= p.min_prior_trades)
         )
-        hits = with_episodes(hits, ["account_id"], p.episode_gap_s, tiebreak="trade_id")
-        g = hits.group_by(["account_id", "episode"]).aggregate(
+        hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
+        g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.r.max(),
-            asset=hits.asset.min(),
-            n_assets=hits.asset.nunique(),
             first_hit=hits.ts_us.min(),
+            detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
             recent=hits.recent.max(),
         )
@@ -116,28 +156,24 @@ class VolumeSpike(Rule):
             g,
             [
                 legs.account_id == g.account_id,
+                legs.asset == g.asset,
                 legs.ts_us >= g.first_hit - p.short_window_s * US,
                 legs.ts <= g.window_end,
             ],
         )
-        e = ev.group_by([ev.account_id, ev.episode]).aggregate(
+        e = ev.group_by([ev.account_id, ev.asset, ev.episode]).aggregate(
             value=ev.value.max(),
-            asset=ev.asset_right.min(),
-            n_assets=ev.n_assets.max(),
             recent=ev.recent.max(),
             window_start=ev.ts.min(),
             window_end=ev.window_end.max(),
+            detected_at=ev.detected_at.min(),
             evidence_trade_ids=ev.trade_id.collect(),
         )
-        return e.select(
-            asset=ibis.ifelse(e.n_assets == 1, e.asset, ibis.null().cast("string")),
-            venue=ibis.null().cast("string"),
-            accounts=ibis.array([e.account_id]),
-            window_start=e.window_start,
-            window_end=e.window_end,
+        return alert_rows(
+            e,
+            accounts=one_account(e.account_id),
             value=e.value,
             score=e.value / p.ratio,
             evidence_trade_ids=e.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
             explanation=ibis.literal("recent notional ") + e.recent.round(0).cast("string"),
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market_surveillance.enums import Segment
+from market_surveillance.enums import Segment, Side
 from market_surveillance.simulate.context import US, SimContext
 from market_surveillance.simulate.universe import Population
 
@@ -41,7 +41,9 @@ class BackgroundPopulation:
     takers: dict[Segment, np.ndarray] = field(default_factory=dict)
     weights: dict[Segment, np.ndarray] = field(default_factory=dict)
     makers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    siblings: dict[str, list[str]] = field(default_factory=dict)  # owner -> its accounts, multi-account owners
+    siblings: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # owner -> its accounts, multi-account owners
 
     @property
     def all_ids(self) -> list[str]:
@@ -116,6 +118,27 @@ def assign_owners(ctx: SimContext, bg: BackgroundPopulation, rng: np.random.Gene
         bg.siblings[ctx.accounts.owner_of(retail[a])] = [retail[a], retail[b]]
         dev = ctx.accounts.net_device[ctx.accounts.net_account.index(retail[a])]
         ctx.accounts.link(retail[b], device_id=dev)
+
+
+def internal_transfers(ctx: SimContext, bg: BackgroundPopulation, n: int, rng: np.random.Generator) -> None:
+    """``n`` innocent internal transfers: an owner moves inventory between two of its accounts and the venue
+    books it as a trade between them at the venue price (both orders at the same instant, no resting time).
+
+    Untagged and unlabelled: they are the known false positive of owner-linked wash-trade detection, added
+    only on request (``simulate(internal_transfers=n)``) to measure it.
+    """
+    u = ctx.universe
+    owners = sorted(o for o, accts in bg.siblings.items() if len(accts) >= 2)
+    if not owners or n <= 0:
+        return
+    for t in np.sort(rng.integers(u.start_us + 3600 * US, u.end_us - 60 * US, n)):
+        accts = bg.siblings[owners[int(rng.integers(len(owners)))]]
+        a, b = (accts[int(i)] for i in rng.choice(len(accts), size=2, replace=False))
+        spec = u.assets[int(rng.integers(len(u.assets)))]
+        venue = u.venues[int(rng.integers(len(u.venues)))]
+        px = float(f"{ctx.price(spec.asset, venue, int(t)):.6g}")
+        qty = float(f"{spec.typical_qty * rng.lognormal(2.0, 0.7):.6g}")
+        ctx.tape.cross(int(t), venue, spec.asset, a, b, Side.BUY, px, qty, resting_delay_us=0)
 
 
 def generate_background(

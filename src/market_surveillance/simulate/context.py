@@ -98,7 +98,9 @@ class PricePaths:
         step_frac = universe.grid_s / 86_400
         for a in universe.assets:
             shocks = rng.standard_normal(n) * a.daily_vol * np.sqrt(step_frac)
-            fair = a.start_price * np.exp(np.cumsum(shocks) - 0.5 * (a.daily_vol**2) * step_frac * np.arange(n))
+            fair = a.start_price * np.exp(
+                np.cumsum(shocks) - 0.5 * (a.daily_vol**2) * step_frac * np.arange(n)
+            )
             self.fair[a.asset] = fair
             for v in universe.venues:
                 # mean-reverting venue basis: AR(1) with a few minutes half-life
@@ -247,7 +249,9 @@ class Tape:
         self.order_info[oid] = (venue, asset, account, SIDE_CODE[Side(side)], price, qty)
         return oid
 
-    def cancel(self, ts_us: int, order: int, remaining_qty: float | None = None, scenario: str | None = None) -> None:
+    def cancel(
+        self, ts_us: int, order: int, remaining_qty: float | None = None, scenario: str | None = None
+    ) -> None:
         venue, asset, account, side, price, qty = self.order_info[order]
         rem = qty if remaining_qty is None else remaining_qty
         self._o_row(ts_us, venue, asset, account, order, 1, side, price, rem, scenario)
@@ -274,7 +278,19 @@ class Tape:
         self._o_row(ts_us, sv, sa, sacc, sell_order, 2, 1, sprice, qty, scenario)
         for c, v in zip(
             self.TRADE_COLS,
-            (ts_us, bv, ba, price, qty, bacc, sacc, SIDE_CODE[Side(aggressor)], buy_order, sell_order, scenario),
+            (
+                ts_us,
+                bv,
+                ba,
+                price,
+                qty,
+                bacc,
+                sacc,
+                SIDE_CODE[Side(aggressor)],
+                buy_order,
+                sell_order,
+                scenario,
+            ),
             strict=True,
         ):
             self._t_rows[c].append(v)
@@ -296,7 +312,9 @@ class Tape:
         marketable order; both are fully filled. Returns ``(resting_order, aggressor_order)``."""
         aggressor = Side(aggressor)
         rest_side = Side.SELL if aggressor is Side.BUY else Side.BUY
-        rest = self.new(ts_us - resting_delay_us, venue, asset, resting_account, rest_side, price, qty, scenario)
+        rest = self.new(
+            ts_us - resting_delay_us, venue, asset, resting_account, rest_side, price, qty, scenario
+        )
         aggr = self.new(ts_us, venue, asset, aggressor_account, aggressor, price, qty, scenario)
         buy, sell = (aggr, rest) if aggressor is Side.BUY else (rest, aggr)
         self.trade(ts_us, buy, sell, qty, price, aggressor, scenario)
@@ -304,7 +322,9 @@ class Tape:
 
     def _o_row(self, ts_us, venue, asset, account, order, event, side, price, qty, scenario) -> None:  # type: ignore[no-untyped-def]
         for c, v in zip(
-            self.ORDER_COLS, (ts_us, venue, asset, account, order, event, side, price, qty, scenario), strict=True
+            self.ORDER_COLS,
+            (ts_us, venue, asset, account, order, event, side, price, qty, scenario),
+            strict=True,
         ):
             self._o_rows[c].append(v)
 
@@ -324,7 +344,10 @@ class Tape:
             parts.append({c: np.asarray(rows[c], dtype=object if c in _OBJ else None) for c in cols})
         if not parts:
             return {c: np.array([], dtype=object if c in _OBJ else np.float64) for c in cols}
-        return {c: np.concatenate([np.asarray(p[c], dtype=object if c in _OBJ else None) for p in parts]) for c in cols}
+        return {
+            c: np.concatenate([np.asarray(p[c], dtype=object if c in _OBJ else None) for p in parts])
+            for c in cols
+        }
 
     def to_tables(self) -> tuple[pa.Table, pa.Table]:
         """Canonical ``(trades, orders)``, each sorted by time with sequential string ids."""
@@ -428,7 +451,10 @@ class Labels:
         return conform(
             "labels",
             {
-                **{k: pa.array(v, pa.list_(pa.string()) if k == "accounts" else pa.string()) for k, v in cols.items()},
+                **{
+                    k: pa.array(v, pa.list_(pa.string()) if k == "accounts" else pa.string())
+                    for k, v in cols.items()
+                },
                 "start_ts": _ts(np.array([r["start_ts"] for r in self.rows], dtype=np.int64)),
                 "end_ts": _ts(np.array([r["end_ts"] for r in self.rows], dtype=np.int64)),
             },
@@ -474,7 +500,9 @@ class SimContext:
         pool = self.crowd[segment.value]
         return pool[int(rng.integers(len(pool)))]
 
-    def free_slot(self, rng: np.random.Generator, asset: str, duration_us: int, margin_us: int = 30 * 60 * US) -> int:
+    def free_slot(
+        self, rng: np.random.Generator, asset: str, duration_us: int, margin_us: int = 30 * 60 * US
+    ) -> int:
         """A start time for an injection on ``asset`` that does not overlap earlier reservations (with margin)."""
         u = self.universe
         lo = u.start_us + 13 * 3600 * US if u.end_us - u.start_us > 20 * 3600 * US else u.start_us + margin_us
@@ -483,7 +511,10 @@ class SimContext:
             raise ValueError("simulation too short for this scenario")
         for _ in range(200):
             s = int(rng.integers(lo, hi))
-            if all(a != asset or s + duration_us + margin_us < rs or s > re + margin_us for a, rs, re in self.reserved):
+            if all(
+                a != asset or s + duration_us + margin_us < rs or s > re + margin_us
+                for a, rs, re in self.reserved
+            ):
                 self.reserved.append((asset, s, s + duration_us))
                 return s
         raise ValueError(f"no free slot left on {asset} for a {duration_us / US:.0f}s scenario")

@@ -13,7 +13,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from market_surveillance.schema import conform, encode_csv
-from market_surveillance.simulate.background import assign_owners, create_population, generate_background
+from market_surveillance.simulate.background import (
+    assign_owners,
+    create_population,
+    generate_background,
+)
+from market_surveillance.simulate.background import (
+    internal_transfers as _transfers,
+)
 from market_surveillance.simulate.context import (
     Accounts,
     Labels,
@@ -40,6 +47,7 @@ def simulate(
     *,
     inject: bool = True,
     world: str = "reference",
+    internal_transfers: int = 0,
 ) -> dict[str, pa.Table]:
     """Every canonical table of one simulated day (deterministic for a given seed).
 
@@ -47,6 +55,8 @@ def simulate(
     drawn over the liquidity tiers from the seed, with every variant of every typology); see
     ``simulate.scenarios``. ``scenario_counts`` overrides how many instances are injected (by scenario
     name or ``"scenario:variant"``); ``inject=False`` gives a clean world: background flow only.
+    ``internal_transfers`` adds that many innocent, unlabelled transfers between accounts of one owner booked
+    as trades (the known false positive of owner-linked wash-trade detection; none by default).
     """
     from market_surveillance.simulate.scenarios import WORLDS, inject_all
 
@@ -62,6 +72,8 @@ def simulate(
     assign_owners(ctx, bg, ctx.rng("owners"))
     if inject:
         inject_all(ctx, scenario_counts, world=world)
+    if internal_transfers:
+        _transfers(ctx, bg, internal_transfers, ctx.rng("internal_transfers"))
     generate_background(ctx, n, bg, ctx.rng("background"))
     trades_t, orders_t = ctx.tape.to_tables()
     accounts = _accounts(ctx, trades_t, set(bg.all_ids), ctx.rng("baselines"))

@@ -95,7 +95,9 @@ def default_universe() -> Universe:
     return Universe(VENUES, ASSETS, start_us, start_us + DAY_S * US)
 
 
-def random_universe(rng: np.random.Generator, tiers: dict[LiquidityTier, TierRange] | None = None) -> Universe:
+def random_universe(
+    rng: np.random.Generator, tiers: dict[LiquidityTier, TierRange] | None = None
+) -> Universe:
     """A universe drawn from the tier ranges: one to two instruments per tier, majors to micro-caps."""
     specs = []
     for tier, r in (tiers or TIERS).items():
@@ -115,7 +117,9 @@ def random_universe(rng: np.random.Generator, tiers: dict[LiquidityTier, TierRan
                     weight=round(float(rng.uniform(*r.weight)), 3),
                     tier=tier.value,
                     notional_scale=round(scale, 4),
-                    trades_per_min=None if r.trades_per_min is None else round(float(rng.uniform(*r.trades_per_min)), 2),
+                    trades_per_min=None
+                    if r.trades_per_min is None
+                    else round(float(rng.uniform(*r.trades_per_min)), 2),
                 )
             )
     start_us = int(START.timestamp()) * US

@@ -78,7 +78,9 @@ def variants_of(name: str) -> tuple[str, ...]:
     return tuple(getattr(SCENARIOS[name], "variants", ("default",)))
 
 
-def plan(world: str = "reference", counts: Mapping[str, int] | None = None, per_variant: int = PER_VARIANT) -> list[tuple[str, str, int]]:
+def plan(
+    world: str = "reference", counts: Mapping[str, int] | None = None, per_variant: int = PER_VARIANT
+) -> list[tuple[str, str, int]]:
     """The ``(scenario, variant, count)`` injections of a world, in injection order.
 
     ``counts`` overrides by scenario name (every variant of it the world injects) or by
@@ -102,7 +104,9 @@ def plan(world: str = "reference", counts: Mapping[str, int] | None = None, per_
             out.append((name, first, n_of(name, first, REFERENCE_FIRST.get(name, DEFAULT_COUNT))))
         out += [(n, v, n_of(n, v, k)) for (n, v), k in REFERENCE_EXTRA.items()]
     else:
-        out = [(n, v, n_of(n, v, per_variant)) for n in RANDOM_ORDER for v in variants_of(n) if v not in MIXED]
+        out = [
+            (n, v, n_of(n, v, per_variant)) for n in RANDOM_ORDER for v in variants_of(n) if v not in MIXED
+        ]
     return [(n, v, k) for n, v, k in out if k > 0]
 
 

@@ -99,7 +99,9 @@ def thin_assets(ctx: SimContext) -> list[str]:
     return names or [min(ctx.universe.assets, key=lambda a: a.float_qty * a.start_price).asset]
 
 
-def variants(default: str, **table: dict[str, Any]) -> Callable[[Callable[..., list[str]]], Callable[..., list[str]]]:
+def variants(
+    default: str, **table: dict[str, Any]
+) -> Callable[[Callable[..., list[str]]], Callable[..., list[str]]]:
     """Declare an injector's variants: ``default`` runs with the injector's own keyword defaults, every
     other variant with the knob values of ``table[name]`` (explicit keywords of the caller still win).
 
@@ -112,7 +114,9 @@ def variants(default: str, **table: dict[str, Any]) -> Callable[[Callable[..., l
         @functools.wraps(fn)
         def wrapper(ctx: SimContext, *, variant: str = default, **knobs: Any) -> list[str]:
             if variant not in names:
-                raise ValueError(f"unknown {fn.__module__.rsplit('.', 1)[-1]} variant {variant!r}; known: {', '.join(names)}")
+                raise ValueError(
+                    f"unknown {fn.__module__.rsplit('.', 1)[-1]} variant {variant!r}; known: {', '.join(names)}"
+                )
             return fn(ctx, variant=variant, **{**table.get(variant, {}), **knobs})
 
         wrapper.variants = names  # type: ignore[attr-defined]
@@ -174,11 +178,23 @@ def busy_flow(
             qty = sig(draw(rng, notional) * s / px)
             if rng.random() < cancel_share:
                 life = int(rng.uniform(20, 120) * US)
-                oid = ctx.tape.new(t, v, a, account, side, sig(passive_price(ctx, a, v, side, t, life, 5.0)), qty)
+                oid = ctx.tape.new(
+                    t, v, a, account, side, sig(passive_price(ctx, a, v, side, t, life, 5.0)), qty
+                )
                 ctx.tape.cancel(t + life, oid)
                 continue
             cp = counterparty(ctx, rng, px * qty, a, v)
-            ctx.tape.cross(t + GENUINE_REST_US, v, a, account, cp, opposite(side), px, qty, resting_delay_us=GENUINE_REST_US)
+            ctx.tape.cross(
+                t + GENUINE_REST_US,
+                v,
+                a,
+                account,
+                cp,
+                opposite(side),
+                px,
+                qty,
+                resting_delay_us=GENUINE_REST_US,
+            )
 
 
 def cover_flow(

@@ -114,4 +114,3 @@ def inject(
                 inj.cancel(t + life, oid)
         ids.append(inj.finish())
     return ids
-

@@ -46,7 +46,7 @@ def inject(
     opening_share: Range = (0.6, 0.85),
     buy_notional: Range = (10_000, 25_000),
     asset: str | None = None,
-    tiers: Sequence[str] | None = None,
+    tiers: Sequence[str] | None = ("small_cap",),
 ) -> list[str]:
     """Inject ``count`` position-concentration instances; returns their scenario ids.
 
@@ -65,7 +65,8 @@ def inject(
     variant
         ``large_holder`` (these defaults) or ``low_cap`` (:data:`LOW_CAP`).
     asset, tiers
-        Pin the instrument, or prefer assets of these liquidity tiers (default: the thin tokens).
+        Pin the instrument, or prefer assets of these liquidity tiers (default: the small caps, else the
+        thin tokens). The holding never exceeds 60 % of the float.
     """
     rng = scenario_rng(ctx, "position_concentration", variant, "large_holder")
     u = ctx.universe
@@ -75,6 +76,7 @@ def inject(
         spec = u.asset(a)
         close_px = float(ctx.prices.fair[a][-1])
         target = max(draw(rng, target_share) * spec.float_qty, draw(rng, min_value_usd) / close_px)
+        target = min(target, 0.6 * spec.float_qty)
         opening = draw(rng, opening_share) * target
         bought = (
             split_notional(rng, (target - opening) * spec.start_price, buy_notional, 2) / spec.start_price

@@ -87,7 +87,9 @@ def inject(
         pair = [acct]
         if variant == "owner_pair":
             pair.append(
-                ctx.accounts.add(Segment.PROPRIETARY, draw(rng, baseline_hourly) * s, owner_id=ctx.accounts.owner_of(acct))
+                ctx.accounts.add(
+                    Segment.PROPRIETARY, draw(rng, baseline_hourly) * s, owner_id=ctx.accounts.owner_of(acct)
+                )
             )
         elif variant == "device_pair":
             dev = ctx.accounts.net_device[ctx.accounts.net_account.index(acct)]
@@ -104,6 +106,14 @@ def inject(
             else:
                 # one partner rests, the other takes exactly that size a few seconds later
                 rest, take = (pair[0], pair[1]) if rng.random() < 0.5 else (pair[1], pair[0])
-                inj.cross(int(t), rest, take, random_side(rng), px, qty, resting_delay_us=int(draw(rng, rest_s) * US))
+                inj.cross(
+                    int(t),
+                    rest,
+                    take,
+                    random_side(rng),
+                    px,
+                    qty,
+                    resting_delay_us=int(draw(rng, rest_s) * US),
+                )
         ids.append(inj.finish())
     return ids

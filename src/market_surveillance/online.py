@@ -1,0 +1,826 @@
+"""Online surveillance: the same rules on micro-batches of a stream, alerts decided as the data arrives.
+
+A stream is read in event-time order (a file or folder replayed, or a folder tailed for new parts) and cut
+into micro-batches at ``step`` boundaries of event time. After each batch every rule runs on the trailing
+data it needs (its :meth:`Rule.lookback_s`, plus its episode gap and the batch span) and the result is
+reconciled with what was already decided:
+
+* an alert whose ``detected_at`` lies after "now" is not decided yet (e.g. a one-minute bar still open);
+* an alert overlapping an alert already raised for the same rule and entity continues that episode: the
+  stored alert keeps its id, start and ``detected_at`` and has its end, value, score and evidence extended;
+* any other alert whose last evidence lies where the trailing data is complete is new and is raised.
+
+Decisions depend on the data only, not on where batches were cut, so a replay at any speed, a restart or a
+batch run give the same alerts (exceptions in ``docs/online.md``). State is bounded: events older than the
+longest rule horizon and episodes that can no longer continue are dropped.
+
+:class:`OnlineState` is the engine-neutral step (any Ibis tables); :class:`DuckDBBuffer` keeps the trailing
+data in DuckDB and runs the rules' SQL, compiled once; :func:`watch` drives a source into both and the sinks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_surveillance.alerts import ALERT_SCHEMA, MAX_EVIDENCE, read_alerts, write_alerts
+from market_surveillance.rules.base import Rule
+from market_surveillance.schema import TABLES, DataProfile, conform
+
+US = 1_000_000
+TIMED = ("trades", "orders")
+STATIC = tuple(name for name in TABLES if name not in TIMED)
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from ``5s``, ``250ms``, ``2m``, ``1h`` or a bare number of seconds."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = text.strip().lower()
+        units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        for unit in ("ms", "s", "m", "h"):
+            if s.endswith(unit) and s[: -len(unit)].replace(".", "", 1).isdigit():
+                value = float(s[: -len(unit)]) * units[unit]
+                break
+        else:
+            try:
+                value = float(s)
+            except ValueError:
+                raise ValueError(f"step {text!r}: expected a duration such as 5s, 500ms, 1m") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"step {text!r}: must be a positive duration")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The step: reconcile a rule's alerts on the trailing data with what was already decided
+# ---------------------------------------------------------------------------------------------
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _us(x: Any) -> int:
+    """Microseconds since epoch of an Arrow/Python timestamp value."""
+    if isinstance(x, dt.datetime):
+        if x.tzinfo is None:
+            x = x.replace(tzinfo=dt.UTC)
+        return (x - _EPOCH) // dt.timedelta(microseconds=1)  # exact, unlike float seconds
+    return int(x)
+
+
+def _merge_lists(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    # same as finalize_alerts on the whole episode: the smallest MAX_EVIDENCE ids of the union
+    return sorted(set(a) | set(b))[:MAX_EVIDENCE]
+
+
+@dataclass
+class OnlineState:
+    """What an online run remembers between micro-batches: the episodes that can still continue.
+
+    ``open`` maps rule_id → alert_id → alert row (dict in :data:`ALERT_SCHEMA`). ``watermark`` is the event
+    time (µs) up to which every decision has been taken.
+    """
+
+    rules: list[Rule]
+    step_us: int
+    watermark: int | None = None
+    open: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def horizon_us(self, rule: Rule, span_us: int) -> int:
+        """Trailing event time rule ``rule`` reads at a batch spanning ``span_us``."""
+        return int((rule.lookback_s() + rule.episode_gap_s()) * US) + span_us + 2 * self.step_us
+
+    def max_horizon_us(self, span_us: int) -> int:
+        return max((self.horizon_us(r, span_us) for r in self.rules), default=span_us)
+
+    def restore(self, alerts: pa.Table, watermark: int) -> None:
+        """Resume from alerts already raised (store or out file) and the watermark they were decided up to."""
+        self.watermark = watermark
+        by_id = {r.rule_id: r for r in self.rules}
+        for row in alerts.select(ALERT_SCHEMA.names).to_pylist():
+            rule = by_id.get(row["rule_id"])
+            if rule is None:
+                continue
+            if _us(row["window_end"]) >= watermark - self.horizon_us(rule, 0):
+                self.open.setdefault(rule.rule_id, {})[row["alert_id"]] = row
+
+    def reconcile(self, rule: Rule, alerts: pa.Table, now: int, span_us: int) -> list[dict[str, Any]]:
+        """New and continued alerts of ``rule`` among ``alerts`` (its result on the trailing data at ``now``)."""
+        gap = int(rule.episode_gap_s() * US)
+        horizon = self.horizon_us(rule, span_us)
+        # evidence from here on had its whole lookback in view: results there are exact
+        exact_from = now - span_us - gap - 2 * self.step_us
+        known = self.open.setdefault(rule.rule_id, {})
+        changed: dict[str, dict[str, Any]] = {}
+        for a in alerts.to_pylist():
+            if _us(a["detected_at"]) > now:
+                continue  # its decision needs data not seen yet
+            k = self._match(known, a, gap)
+            if k is not None:
+                upd = dict(k)
+                if _us(a["window_end"]) > _us(k["window_end"]):
+                    upd["window_end"] = a["window_end"]
+                    upd["explanation"] = a["explanation"]
+                upd["value"] = max(k["value"], a["value"]) if not math.isnan(a["value"]) else k["value"]
+                upd["score"] = max(k["score"], a["score"])
+                for col in ("evidence_trade_ids", "evidence_order_ids"):
+                    upd[col] = _merge_lists(k[col] or [], a[col] or [])
+                if upd != k:
+                    known[k["alert_id"]] = upd
+                    changed[k["alert_id"]] = upd
+            elif _us(a["window_end"]) >= exact_from and a["alert_id"] not in known:
+                known[a["alert_id"]] = a
+                changed[a["alert_id"]] = a
+        # episodes whose end left the trailing data can no longer be continued: forget them
+        for aid in [aid for aid, k in known.items() if _us(k["window_end"]) < now - horizon]:
+            del known[aid]
+        return list(changed.values())
+
+    @staticmethod
+    def _match(known: Mapping[str, dict[str, Any]], a: dict[str, Any], gap: int) -> dict[str, Any] | None:
+        """The raised alert ``a`` continues: same entity, and ``a`` was first decidable before that alert's
+        last evidence (plus half the episode gap: a bar is decided when it closes, after its last print).
+        A separate episode's first hit comes more than the gap after the previous episode's last one."""
+        if a["alert_id"] in known:
+            return known[a["alert_id"]]
+        acc = set(a["accounts"] or [])
+        a_det = _us(a["detected_at"])
+        for k in known.values():
+            if k["asset"] != a["asset"] or k["venue"] != a["venue"]:
+                continue
+            k_acc = set(k["accounts"] or [])
+            # accounts are the entity, but a ring's membership can grow as its episode goes on
+            if (acc or k_acc) and not (acc & k_acc):
+                continue
+            if _us(k["window_start"]) <= a_det <= _us(k["window_end"]) + gap // 2:
+                return k
+        return None
+
+
+def rows_to_alerts(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    if not rows:
+        return ALERT_SCHEMA.empty_table()
+    return pa.Table.from_pylist([dict(r) for r in rows], schema=ALERT_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# DuckDB buffer of the trailing events
+# ---------------------------------------------------------------------------------------------
+
+
+class DuckDBBuffer:
+    """The trailing events in DuckDB tables; each rule reads a view cut at its own horizon.
+
+    A rule whose ``run`` is the base one (a pure Ibis expression) is compiled to SQL once and re-executed on
+    every batch (the horizon is a DuckDB variable); others (ML) are called through :meth:`Rule.execute`.
+    """
+
+    def __init__(self, static: Mapping[str, pa.Table], schemas: Mapping[str, pa.Schema], rules: list[Rule]):
+        from market_surveillance.io.canonical import duckdb_backend
+
+        self.backend = duckdb_backend()
+        self.con = self.backend.con
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.rules = rules
+        self.timed = [name for name in TIMED if name in schemas]
+        for name in self.timed:
+            empty = schemas[name].empty_table()
+            self.con.register("_empty", empty)
+            self.con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _empty')
+            self.con.unregister("_empty")
+        for name, tab in static.items():
+            self.backend.create_table(f"ms_{name}", tab, overwrite=True)
+        self._deleted = dict.fromkeys(self.timed, 0)
+        self._rows = dict.fromkeys(self.timed, 0)
+        self._sql: dict[str, str] = {}
+        self._tables: dict[str, dict[str, ir.Table]] = {}
+        for rule in rules:
+            var = f"ms_cut_{rule.rule_id.lower()}"
+            self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
+            views: dict[str, ir.Table] = {}
+            for name in self.timed:
+                view = f"{name}_{rule.rule_id.lower()}"
+                self.con.execute(
+                    f'CREATE OR REPLACE VIEW "{view}" AS SELECT * FROM "{name}" '
+                    f"WHERE ts_us > getvariable('{var}')"
+                )
+                views[name] = self.backend.table(view)
+            for name in static:
+                views[name] = self.backend.table(f"ms_{name}")
+            self._tables[rule.rule_id] = views
+            if type(rule).run is Rule.run and type(rule).execute is Rule.execute:
+                expr = rule.expression(views)
+                self.backend._run_pre_execute_hooks(expr)  # in-memory tables (e.g. clusters) registered once
+                self._sql[rule.rule_id] = str(self.backend.compile(expr))
+
+    def append(self, name: str, tab: pa.Table) -> None:
+        if tab.num_rows == 0:
+            return
+        self.con.register("_new", tab)
+        self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _new')
+        self.con.unregister("_new")
+        self._rows[name] += tab.num_rows
+
+    def prune(self, before_us: int) -> None:
+        """Drop events at or before ``before_us``; rebuild a table once most of it is dead rows."""
+        for name in self.timed:
+            n = self.con.execute(f'DELETE FROM "{name}" WHERE ts_us <= {int(before_us)}').fetchone()[0]
+            self._deleted[name] += n
+            self._rows[name] -= n
+            if self._deleted[name] > max(self._rows[name], 100_000):
+                self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "{name}" ORDER BY ts_us')
+                self._deleted[name] = 0
+
+    def rows(self) -> int:
+        return sum(self._rows.values())
+
+    def run(self, rule: Rule, cut_us: int) -> pa.Table:
+        from market_surveillance.alerts import finalize_alerts
+
+        self.con.execute(f"SET VARIABLE ms_cut_{rule.rule_id.lower()} = {int(cut_us)}::BIGINT")
+        sql = self._sql.get(rule.rule_id)
+        if sql is None:
+            return rule.execute(self._tables[rule.rule_id]).alerts
+        raw = self.con.sql(sql).to_arrow_table()
+        return finalize_alerts(rule, raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: a file/folder replayed, or a folder tailed for new parts
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_ts_us(name: str, tab: pa.Table) -> pa.Table:
+    tab = conform(name, tab)
+    tab = tab.append_column("ts_us", tab["ts"].cast(pa.int64()))
+    key = "trade_id" if name == "trades" else "event_id"
+    return tab.sort_by([("ts_us", "ascending"), (key, "ascending")])
+
+
+def read_any(path: Path, fmt: str, *, date: str | None = None) -> dict[str, pa.Table]:
+    """A source as canonical Arrow tables through the adapters' dispatch (every ``detect`` format)."""
+    from market_surveillance.io.adapters import read_source
+
+    tables, _ = read_source(path, fmt, date=date)
+    return tables
+
+
+def _canonical_part(path: Path, table: str) -> dict[str, pa.Table]:
+    """One new canonical part file (``trades-0007.parquet``), validated like a whole folder would be."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(path.resolve(), Path(tmp) / f"{table}{path.suffix.lower()}")
+        return read_any(Path(tmp), "canonical")
+
+
+@dataclass
+class Part:
+    """Canonical tables read from one file (or the whole replayed source)."""
+
+    name: str
+    tables: dict[str, pa.Table]
+
+
+class FolderTail:
+    """New Parquet/CSV files landing in a folder, each yielded once, when its size has stopped changing.
+
+    Canonical folders: a file whose name starts with ``trades`` or ``orders`` is a part of that table; the
+    static tables (accounts, network, positions, assets) are read at start. Other formats: every file is a
+    part in that format. Names starting with ``.`` or ``_`` and ``*.tmp`` files are in-flight and ignored.
+    """
+
+    def __init__(self, folder: Path, fmt: str, *, date: str | None = None, seen: Sequence[str] = ()):
+        self.folder, self.fmt, self.date = folder, fmt, date
+        self.seen = set(seen)
+        self._sizes: dict[str, int] = {}
+
+    def _table_of(self, p: Path) -> str | None:
+        if self.fmt != "canonical":
+            return "any"
+        for name in TIMED:
+            if p.name.lower().startswith(name):
+                return name
+        return None
+
+    def poll(self) -> list[Part]:
+        parts: list[Part] = []
+        for p in sorted(self.folder.iterdir()):
+            if (
+                not p.is_file()
+                or p.name in self.seen
+                or p.name.startswith((".", "_"))
+                or p.suffix.lower() not in (".parquet", ".csv")
+            ):
+                continue
+            table = self._table_of(p)
+            if table is None:
+                continue
+            size = p.stat().st_size
+            if self._sizes.get(p.name) != size:  # still being written: look again next poll
+                self._sizes[p.name] = size
+                continue
+            self.seen.add(p.name)
+            tables = (
+                _canonical_part(p, table)
+                if self.fmt == "canonical"
+                else read_any(p, self.fmt, date=self.date)
+            )
+            parts.append(Part(p.name, tables))
+        return parts
+
+
+def static_tables(folder: Path) -> dict[str, pa.Table]:
+    """The static canonical tables of a folder (validated), for live mode."""
+    from market_surveillance.schema import find_table_file
+
+    out: dict[str, pa.Table] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in STATIC:
+            f = find_table_file(folder, name)
+            if f is not None:
+                os.symlink(f.resolve(), Path(tmp) / f.name)
+        if any(Path(tmp).iterdir()):
+            out = read_any(Path(tmp), "canonical")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sinks: the out file and the store, written after every batch that decided something
+# ---------------------------------------------------------------------------------------------
+
+
+class OutFile:
+    """All alerts of the stream in one file, replaced atomically (write to a temp file, then rename)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.alerts: dict[str, dict[str, Any]] = {}
+
+    def load(self) -> tuple[pa.Table, int | None]:
+        if not self.path.exists():
+            return ALERT_SCHEMA.empty_table(), None
+        import pyarrow.parquet as pq
+
+        tab = read_alerts(self.path)
+        wm = None
+        if self.path.suffix != ".csv":
+            meta = pq.read_schema(self.path).metadata or {}
+            raw = meta.get(b"ms_watermark_us")
+            wm = int(raw) if raw else None
+        return tab, wm
+
+    def write(self, changed: Sequence[Mapping[str, Any]], watermark: int) -> None:
+        for r in changed:
+            self.alerts[r["alert_id"]] = dict(r)
+        tab = rows_to_alerts(
+            sorted(self.alerts.values(), key=lambda r: (_us(r["window_start"]), r["alert_id"]))
+        )
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if self.path.suffix == ".csv":
+            write_alerts(tab, tmp.with_suffix(".csv"))
+            os.replace(tmp.with_suffix(".csv"), self.path)
+        else:
+            import pyarrow.parquet as pq
+
+            tab = tab.replace_schema_metadata({"ms_watermark_us": str(watermark)})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(tab, tmp)
+            os.replace(tmp, self.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchStats:
+    """One micro-batch: its event-time end, events, alerts raised/continued and wall seconds."""
+
+    now_us: int
+    events: int
+    raised: int
+    continued: int
+    seconds: float
+    buffered: int
+    rule_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class WatchResult:
+    batches: list[BatchStats] = field(default_factory=list)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    late_events: int = 0
+    resumed_from: int | None = None
+    stopped: str = "end of data"
+
+    @property
+    def events(self) -> int:
+        return sum(b.events for b in self.batches)
+
+    def alert_table(self) -> pa.Table:
+        return rows_to_alerts(
+            sorted(self.alerts.values(), key=lambda r: (_us(r["window_start"]), r["alert_id"]))
+        )
+
+
+class _Stop:
+    """SIGINT/SIGTERM set a flag checked between batches (a second Ctrl-C interrupts at once)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _events_until(
+    pending: dict[str, pa.Table], end_us: int
+) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """Split each pending table at ``end_us`` (inclusive) → (batch, rest); tables are sorted by ts_us."""
+    batch, rest = {}, {}
+    for name, tab in pending.items():
+        n = int(np.searchsorted(tab["ts_us"].to_numpy(), end_us, side="right")) if tab.num_rows else 0
+        batch[name], rest[name] = tab.slice(0, n), tab.slice(n)
+    return batch, rest
+
+
+def _first_ts(pending: Mapping[str, pa.Table]) -> int | None:
+    firsts = [t["ts_us"][0].as_py() for t in pending.values() if t.num_rows]
+    return min(firsts) if firsts else None
+
+
+def _merge(pending: dict[str, pa.Table], part: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+    out = dict(pending)
+    for name in TIMED:
+        if name in part:
+            new = _with_ts_us(name, part[name])
+            if name in out and out[name].num_rows:
+                key = "trade_id" if name == "trades" else "event_id"
+                new = pa.concat_tables([out[name], new]).sort_by([("ts_us", "ascending"), (key, "ascending")])
+            out[name] = new
+    return out
+
+
+def watch(
+    data: str | Path,
+    rules: list[Rule],
+    *,
+    fmt: str = "canonical",
+    date: str | None = None,
+    step: str | float = "5s",
+    speed: float | None = None,
+    max_batch_events: int = 200_000,
+    follow: bool = False,
+    poll_s: float = 1.0,
+    idle_timeout_s: float | None = None,
+    out: str | Path | None = None,
+    db: str | None = None,
+    config_path: str | Path | None = None,
+    on_batch: Callable[[BatchStats, list[dict[str, Any]]], None] | None = None,
+) -> WatchResult:
+    """Watch a source: micro-batches in event-time order through ``rules``; alerts to ``out`` and ``db``.
+
+    Parameters
+    ----------
+    data, fmt, date
+        A file or folder in any ``detect`` format (``date``: LOBSTER trading day).
+    step
+        Micro-batch boundary in event time (``5s``). At ``speed`` None (as fast as possible) consecutive
+        steps are coalesced up to ``max_batch_events`` events per batch; at ``speed`` N one step is one
+        batch, paced at N× real time.
+    follow
+        Live mode: after what is there, keep polling the folder every ``poll_s`` for new parts; stop on
+        Ctrl-C/SIGTERM (or after ``idle_timeout_s`` without a new part, for tests and batch jobs).
+    out, db
+        Alerts file (Parquet, or CSV) and store URL. A restart resumes from the store's watermark (else
+        from the out file's), re-reading the trailing data before it as context only.
+    """
+    data = Path(data)
+    step_us = int(parse_duration(step) * US)
+    stream_key = f"watch:{data.resolve()}"
+    result = WatchResult()
+    state = OnlineState(rules, step_us)
+
+    # -- the initial data and the live tail --------------------------------------------------------
+    tail: FolderTail | None = None
+    if follow:
+        if not data.is_dir():
+            raise ValueError(f"{data}: --follow tails a folder; give the folder new parts land in")
+        static = static_tables(data) if fmt == "canonical" else {}
+        tail = FolderTail(data, fmt, date=date)
+        first_parts = tail.poll() or []
+        # files present at start are complete: take them without waiting a poll for stable sizes
+        first_parts += tail.poll()
+        parts = first_parts
+    else:
+        whole = read_any(data, fmt, date=date)
+        static = {k: conform(k, v) for k, v in whole.items() if k in STATIC}
+        parts = [Part(str(data), {k: v for k, v in whole.items() if k in TIMED})]
+    pending: dict[str, pa.Table] = {}
+    for part in parts:
+        pending = _merge(pending, part.tables)
+    static = {k: conform(k, v) for k, v in static.items()}
+    schemas = {
+        name: _with_ts_us(name, conform(name, TABLES[name].arrow_schema.empty_table())).schema
+        for name in TIMED
+    }
+    if fmt != "canonical" and "orders" not in pending:
+        schemas.pop("orders")  # trade-only sources (ccxt, tardis, binance)
+    elif fmt == "canonical" and not follow and "orders" not in pending:
+        schemas.pop("orders")
+    profile = _profile(pending, static, schemas)
+    runnable = [r for r in rules if r.skip_reason(profile) is None]
+    state.rules = runnable
+    buffer = DuckDBBuffer(static, schemas, runnable)
+
+    # -- resume ------------------------------------------------------------------------------------
+    sink_out = OutFile(Path(out)) if out is not None else None
+    store_sink = _StoreSink(db, stream_key, runnable, config_path) if db is not None else None
+    prior, watermark = ALERT_SCHEMA.empty_table(), None
+    if store_sink is not None:
+        prior, watermark = store_sink.resume()
+    elif sink_out is not None:
+        prior, watermark = sink_out.load()
+    if sink_out is not None:
+        for r in prior.to_pylist():
+            sink_out.alerts[r["alert_id"]] = r
+    for r in prior.to_pylist():
+        result.alerts[r["alert_id"]] = r
+    if watermark is not None:
+        result.resumed_from = watermark
+        state.restore(prior, watermark)
+        context_from = watermark - state.max_horizon_us(0)
+        batch, pending = _events_until(pending, watermark)
+        for name, tab in batch.items():
+            tab = tab.filter(pc.greater(tab["ts_us"], context_from))
+            buffer.append(name, tab)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    wall0, ev0 = time.perf_counter(), None
+    last_part = time.monotonic()
+    draining = False
+    last_eval: dict[str, int] = {}
+
+    def pending_has_more(p: Mapping[str, pa.Table]) -> bool:
+        # the last batch of a replay evaluates every rule (the day's decisions are complete)
+        return tail is not None or any(t.num_rows for t in p.values())
+
+    try:
+        with _Stop() as stop:
+            while True:
+                if stop.requested:
+                    result.stopped = "interrupted"
+                    break
+                first = _first_ts(pending)
+                if first is None:
+                    if tail is None:
+                        break
+                    if draining:
+                        result.stopped = "idle"
+                        break
+                    new = tail.poll()
+                    if not new:
+                        if idle_timeout_s is not None and time.monotonic() - last_part > idle_timeout_s:
+                            result.stopped = "idle"
+                            break
+                        time.sleep(poll_s)
+                        continue
+                    last_part = time.monotonic()
+                    for part in new:
+                        if state.watermark is not None:
+                            result.late_events += _late(part.tables, state.watermark, buffer)
+                        pending = _merge(pending, _after(part.tables, state.watermark))
+                    continue
+                start = state.watermark if state.watermark is not None else (first // step_us) * step_us
+                now = max(start + step_us, ((first // step_us) + 1) * step_us)
+                if tail is not None and not draining and _first_after(pending, now) is None:
+                    # live: a step is decided once data beyond it has arrived (its parts may still land)
+                    new = tail.poll()
+                    if new:
+                        last_part = time.monotonic()
+                        for part in new:
+                            result.late_events += (
+                                _late(part.tables, state.watermark, buffer)
+                                if (state.watermark is not None)
+                                else 0
+                            )
+                            pending = _merge(pending, _after(part.tables, state.watermark))
+                        continue
+                    if idle_timeout_s is not None and time.monotonic() - last_part > idle_timeout_s:
+                        draining = True
+                        continue
+                    if stop.requested:
+                        continue
+                    time.sleep(poll_s)
+                    continue
+                if speed is None:
+                    # coalesce steps up to max_batch_events
+                    counts = _count_until(pending, now)
+                    while counts < max_batch_events:
+                        nxt = _next_boundary(pending, now, step_us)
+                        if nxt is None:
+                            break
+                        c = _count_until(pending, nxt)
+                        if c > max_batch_events and counts > 0:
+                            break
+                        now, counts = nxt, c
+                        if tail is not None and not draining and _first_after(pending, nxt) is None:
+                            break
+                t0 = time.perf_counter()
+                batch, pending = _events_until(pending, now)
+                n_events = sum(t.num_rows for t in batch.values())
+                for name, tab in batch.items():
+                    if name in buffer.timed:
+                        buffer.append(name, tab)
+                span = now - start
+                changed: list[dict[str, Any]] = []
+                rule_seconds: dict[str, float] = {}
+                raised = continued = 0
+                for rule in runnable:
+                    every = int(rule.online_every_s * US)
+                    if every and now < last_eval.get(rule.rule_id, 0) + every and pending_has_more(pending):
+                        continue
+                    last_eval[rule.rule_id] = now
+                    cut = now - state.horizon_us(rule, span)
+                    t_rule = time.perf_counter()
+                    got = state.reconcile(rule, buffer.run(rule, cut), now, span)
+                    rule_seconds[rule.rule_id] = time.perf_counter() - t_rule
+                    for r in got:
+                        if r["alert_id"] in result.alerts:
+                            continued += 1
+                        else:
+                            raised += 1
+                        result.alerts[r["alert_id"]] = r
+                    changed.extend(got)
+                state.watermark = now
+                buffer.prune(now - state.max_horizon_us(span))
+                if changed or (store_sink is not None and not result.batches):
+                    if store_sink is not None:
+                        store_sink.write(changed, now)
+                    if sink_out is not None:
+                        sink_out.write(changed, now)
+                elif store_sink is not None:
+                    store_sink.advance(now)
+                stats = BatchStats(
+                    now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds
+                )
+                result.batches.append(stats)
+                if on_batch is not None:
+                    on_batch(stats, changed)
+                if speed is not None:
+                    if ev0 is None:
+                        ev0 = now - step_us
+                    due = wall0 + (now - ev0) / US / speed
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+    finally:
+        if store_sink is not None:
+            store_sink.finish(result.stopped)
+    if sink_out is not None and state.watermark is not None:
+        sink_out.write([], state.watermark)
+    return result
+
+
+def _profile(
+    pending: Mapping[str, pa.Table], static: Mapping[str, pa.Table], schemas: Mapping[str, Any]
+) -> DataProfile:
+    tables = frozenset(schemas) | frozenset(static)
+
+    def has(name: str, cols: Sequence[str]) -> bool:
+        tab = pending.get(name)
+        if tab is None or tab.num_rows == 0:
+            return (
+                True  # nothing seen yet: assume the feed carries them (rules on empty input return nothing)
+            )
+        return any(tab[c].null_count < tab.num_rows for c in cols)
+
+    return DataProfile(
+        tables,
+        has_trade_accounts=has("trades", ["buyer_id", "seller_id"]),
+        has_order_accounts=has("orders", ["account_id"]),
+    )
+
+
+def _count_until(pending: Mapping[str, pa.Table], end_us: int) -> int:
+    return sum(
+        int(np.searchsorted(t["ts_us"].to_numpy(), end_us, side="right"))
+        for t in pending.values()
+        if t.num_rows
+    )
+
+
+def _first_after(pending: Mapping[str, pa.Table], end_us: int) -> int | None:
+    out = None
+    for t in pending.values():
+        ts = t["ts_us"].to_numpy()
+        i = int(np.searchsorted(ts, end_us, side="right"))
+        if i < len(ts):
+            out = int(ts[i]) if out is None else min(out, int(ts[i]))
+    return out
+
+
+def _next_boundary(pending: Mapping[str, pa.Table], now: int, step_us: int) -> int | None:
+    nxt = _first_after(pending, now)
+    return None if nxt is None else ((nxt // step_us) + 1) * step_us
+
+
+def _after(tables: Mapping[str, pa.Table], watermark: int | None) -> dict[str, pa.Table]:
+    if watermark is None:
+        return dict(tables)
+    out = {}
+    for name, tab in tables.items():
+        if name in TIMED:
+            ts = conform(name, tab)["ts"].cast(pa.int64())
+            out[name] = tab.filter(pc.greater(ts, watermark))
+    return out
+
+
+def _late(tables: Mapping[str, pa.Table], watermark: int, buffer: DuckDBBuffer) -> int:
+    """Events at or before the watermark: kept as context for later decisions, never re-decided."""
+    n = 0
+    for name, tab in tables.items():
+        if name in TIMED:
+            t = _with_ts_us(name, tab)
+            late = t.filter(pc.less_equal(t["ts_us"], watermark))
+            if name in buffer.timed:
+                buffer.append(name, late)
+            n += late.num_rows
+    return n
+
+
+class _StoreSink:
+    """Alerts and the watermark in the store, committed together after each batch (see store.watch)."""
+
+    def __init__(self, url: str, stream_key: str, rules: list[Rule], config_path: str | Path | None):
+        from market_surveillance.store.core import Store
+        from market_surveillance.store.detection import config_hash, rule_versions
+        from market_surveillance.store.watch import start_watch
+
+        self.store = Store.open(url)
+        self.key = stream_key
+        self.run_id = start_watch(
+            self.store, stream_key, config_hash=config_hash(config_path), rule_versions=rule_versions(rules)
+        )
+
+    def resume(self) -> tuple[pa.Table, int | None]:
+        from market_surveillance.store.watch import resume_point
+
+        return resume_point(self.store, self.key, exclude_run=self.run_id)
+
+    def write(self, changed: Sequence[Mapping[str, Any]], watermark: int) -> None:
+        from market_surveillance.store.watch import record_batch
+
+        record_batch(self.store, self.run_id, rows_to_alerts(changed), watermark)
+
+    def advance(self, watermark: int) -> None:
+        self.write([], watermark)
+
+    def finish(self, stopped: str) -> None:
+        from market_surveillance.store.watch import finish_watch
+
+        try:
+            finish_watch(self.store, self.run_id, stopped)
+        finally:
+            self.store.dispose()
+
+
+__all__ = [
+    "BatchStats",
+    "DuckDBBuffer",
+    "FolderTail",
+    "OnlineState",
+    "WatchResult",
+    "parse_duration",
+    "watch",
+]

@@ -1,0 +1,217 @@
+"""Online runs (`watch`): same alerts as batch, independent of batch cuts, resumable after kill -9, live tail."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from market_surveillance.online import parse_duration, watch
+from market_surveillance.pipeline import run_rules
+from market_surveillance.rules.config import build_rules
+from market_surveillance.simulate import generate_to_dir
+
+# MS014 (ML) ranks the accounts of the data in view as one population: online it is refitted every hour of
+# event time on the trailing day, so its alerts differ from the batch run's by design (docs/online.md)
+EXCEPTIONS = {"MS014"}
+# Same alerts, different reported value (docs/online.md): MS005/MS006 size "large" by the median of the data
+# in view; MS004's value is the largest ratio over the micro-batches' views, and a view whose start cuts
+# into an account's 14 h baseline inflates it
+VALUE_IN_VIEW = {"MS004", "MS005", "MS006"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("online") / "d"
+    generate_to_dir(out, seed=7, scale="small", csv=False)
+    return out
+
+
+def _rules(exclude=EXCEPTIONS):  # type: ignore[no-untyped-def]
+    return [r for r in build_rules() if r.rule_id not in exclude]
+
+
+def _key(r: dict) -> tuple:
+    return (r["alert_id"], r["rule_id"], r["window_start"], r["window_end"], r["detected_at"])
+
+
+def test_watch_replay_same_alerts_as_batch_on_demo_data(demo):
+    from market_surveillance.io.canonical import open_dir
+
+    rules = _rules()
+    _, tables, profile = open_dir(demo)
+    batch = run_rules(tables, profile, rules).alerts.to_pylist()
+    online = watch(demo, _rules(), max_batch_events=40_000).alert_table().to_pylist()
+    assert len({r["alert_id"] for r in online}) == len(online)  # never raised twice
+    assert sorted(map(_key, online)) == sorted(map(_key, batch))
+    by_id = {r["alert_id"]: r for r in batch}
+    off = set()
+    for r in online:
+        b = by_id[r["alert_id"]]
+        # running sums over a shorter history round differently in the last digits
+        if not math.isclose(r["value"], b["value"], rel_tol=1e-6):
+            off.add(r["rule_id"])
+        assert r["evidence_trade_ids"] == b["evidence_trade_ids"] and r["accounts"] == b["accounts"]
+    assert off <= VALUE_IN_VIEW, off
+
+
+def test_watch_batch_cuts_do_not_change_alerts(demo):
+    keep = {"MS002", "MS003", "MS010", "MS015", "MS040"}
+    rules = [r for r in build_rules() if r.rule_id in keep]
+    a = watch(demo, rules, max_batch_events=25_000)
+    b = watch(demo, [r for r in build_rules() if r.rule_id in keep], max_batch_events=300_000)
+    assert len(a.batches) > 5 * len(b.batches)
+    assert sorted(map(_key, a.alert_table().to_pylist())) == sorted(map(_key, b.alert_table().to_pylist()))
+    assert all(r["detected_at"] >= r["window_start"] for r in a.alert_table().to_pylist())
+
+
+def test_parse_duration_units_and_bad_values():
+    assert parse_duration("5s") == 5 and parse_duration("250ms") == 0.25 and parse_duration("2m") == 120
+    for bad in ("0s", "-1", "fast", "5 parsecs"):
+        with pytest.raises(ValueError, match="step"):
+            parse_duration(bad)
+
+
+CONFIG = '[disabled]\nrules = ["ml_anomaly", "network_collusion", "position_concentration", "spoofing"]\n'
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "market_surveillance.cli", "watch", *args]
+
+
+def test_watch_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(demo, tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(CONFIG)
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = tmp_path / "alerts.parquet"
+    # paced replay (a day at 4000x ≈ 22 s) so the kill lands mid-stream
+    proc = subprocess.Popen(
+        _cli(
+            "--data",
+            str(demo),
+            "--db",
+            db,
+            "--out",
+            str(out),
+            "--config",
+            str(cfg),
+            "--speed",
+            "4000",
+            "--step",
+            "5m",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    from market_surveillance.store.core import Store
+    from market_surveillance.store.watch import resume_point
+
+    key = f"watch:{demo.resolve()}"
+    deadline = time.monotonic() + 120
+    wm = None
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        with Store.open(db) as s:
+            got, wm = resume_point(s, key)
+        if wm is not None and got.num_rows >= 3:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wm is not None, "the first run committed nothing before the kill"
+    subprocess.run(
+        _cli("--data", str(demo), "--db", db, "--out", str(out), "--config", str(cfg)),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    with Store.open(db) as s:
+        stored = s.alerts().to_pylist()
+    # one uninterrupted run of the same rules is the reference
+    ref = (
+        watch(
+            demo,
+            build_rules(
+                {
+                    "disabled": {
+                        "rules": CONFIG.split("[")[2]
+                        .split("]")[0]
+                        .replace('"', "")
+                        .replace(" ", "")
+                        .split(",")
+                    }
+                }
+            ),
+        )
+        .alert_table()
+        .to_pylist()
+    )
+    assert sorted(map(_key, stored)) == sorted(map(_key, ref))
+    assert sorted(map(_key, pq.read_table(out).to_pylist())) == sorted(map(_key, ref))
+
+
+def test_watch_follow_tails_new_parts_like_a_replay(demo, tmp_path):
+    import pyarrow.compute as pc
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("accounts", "network", "positions", "assets"):
+        shutil.copy(demo / f"{name}.parquet", live)
+    # trade parts only: a canonical orders part is validated on its own, so an order's fill in a later part
+    # than its `new` is refused (a known limit of live mode, docs/online.md)
+    keep = {"MS002", "MS003", "MS015", "MS040"}
+    trades, orders = pq.read_table(demo / "trades.parquet"), pq.read_table(demo / "orders.parquet")
+    t0 = pc.min(trades["ts"]).as_py()
+    import datetime as dt
+
+    cuts = [t0 + dt.timedelta(hours=h) for h in (6, 12, 18, 30)]
+
+    def part(tab, lo, hi):  # type: ignore[no-untyped-def]
+        m = pc.and_(pc.greater_equal(tab["ts"], lo), pc.less(tab["ts"], hi)) if lo else pc.less(tab["ts"], hi)
+        return tab.filter(m)
+
+    # the first part is there at start; the others land while watch runs (written, then renamed in)
+    pq.write_table(part(trades, None, cuts[0]), live / "trades-000.parquet")
+    import threading
+
+    def land() -> None:
+        for i in range(1, len(cuts)):
+            time.sleep(1.5)
+            for name, tab in (("trades", trades),):
+                tmp = live / f".{name}-{i:03d}.parquet"
+                pq.write_table(part(tab, cuts[i - 1], cuts[i]), tmp)
+                os.replace(tmp, live / f"{name}-{i:03d}.parquet")
+
+    th = threading.Thread(target=land)
+    th.start()
+    res = watch(
+        live, [r for r in build_rules() if r.rule_id in keep], follow=True, poll_s=0.2, idle_timeout_s=4
+    )
+    th.join()
+    only = tmp_path / "ref"
+    only.mkdir()
+    shutil.copy(demo / "trades.parquet", only)
+    ref = watch(only, [r for r in build_rules() if r.rule_id in keep])
+    assert res.stopped == "idle" and res.late_events == 0
+    assert sorted(map(_key, res.alert_table().to_pylist())) == sorted(
+        map(_key, ref.alert_table().to_pylist())
+    )
+    assert res.events == trades.num_rows and orders.num_rows > 0
+
+
+def test_dashboard_refresh_alerts_sees_what_watch_wrote(demo, tmp_path):
+    from market_surveillance.dashboard.data import RunData, refresh_alerts
+
+    out = tmp_path / "alerts.parquet"
+    run = RunData(
+        tmp_path, "sqlite:///none", {}, refresh_alerts.__globals__["_alerts"](tmp_path, None), None, None
+    )
+    assert len(run.alerts) == 0
+    watch(demo, [r for r in build_rules() if r.rule_id == "MS003"], out=out)
+    assert len(refresh_alerts(run).alerts) == pq.read_table(out).num_rows > 0
