@@ -650,12 +650,12 @@ def watch(
                         nxt = _next_boundary(pending, now, step_us)
                         if nxt is None:
                             break
+                        if tail is not None and not draining and _first_after(pending, nxt) is None:
+                            break  # live: the step holding the last event may still be filling
                         c = _count_until(pending, nxt)
                         if c > max_batch_events and counts > 0:
                             break
                         now, counts = nxt, c
-                        if tail is not None and not draining and _first_after(pending, nxt) is None:
-                            break
                 t0 = time.perf_counter()
                 batch, pending = _events_until(pending, now)
                 n_events = sum(t.num_rows for t in batch.values())

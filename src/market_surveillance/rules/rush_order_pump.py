@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, empty_str_array, null_str, trailing, with_episodes
+from market_surveillance.rules._common import US, alert_rows, trailing, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -96,18 +96,15 @@ class RushOrderPump(Rule):
             window_end=hits.ts.max(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
-        return g.select(
-            asset=g.asset,
-            venue=null_str(),
-            # market-level: the crowd is anonymous on public data; evidence names the trades
-            accounts=ibis.literal([], type="array<string>"),
-            window_start=g.window_start,
-            window_end=g.window_end,
-            detected_at=g.window_start,
-            value=g.value.cast("float64"),
+        g = with_asset_venue(g, t["trades"])
+        g = g.mutate(detected_at=g.window_start)
+        # market-level: the crowd is anonymous on public data; evidence names the trades
+        return alert_rows(
+            g,
+            venue=g.venue,
+            value=g.value,
             score=g.value.cast("float64") / p.min_ratio,
             evidence_trade_ids=g.evidence_trade_ids,
-            evidence_order_ids=empty_str_array(),
             explanation=g.rush.cast("string")
             + " buy orders within "
             + ibis.literal(str(p.chunk_s))
