@@ -203,6 +203,7 @@ def test_account_panel_profile_counterparties_links_other_alerts_and_cases(tmp_p
     assert cp.set_index("counterparty").loc["A", "alert_account"]
     assert list(panel["recent"]["trade_id"]) == ["T3", "T2", "T1"]  # newest first
     assert list(panel["other_alerts"]["alert_id"]) == ["wash-1"]
+    assert {"priority", "verdict"} <= set(panel["other_alerts"].columns)  # the store's, shown as they are
     cases = panel["cases"]
     assert list(cases["case_id"]) == [case_id] and not cases["this_alert"].iloc[0]
 

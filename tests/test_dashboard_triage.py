@@ -9,6 +9,7 @@ import pytest
 
 from market_surveillance import testing as tb
 from market_surveillance.alerts import ALERT_SCHEMA
+from market_surveillance.dashboard.queue import queue
 from market_surveillance.dashboard.triage import NEW, TriageWidget
 from market_surveillance.pipeline import DetectResult
 from market_surveillance.store import Store, record_detection
@@ -61,7 +62,11 @@ def _listed(widget: TriageWidget) -> list[str]:
 
 def test_triage_widget_filters_read_alerts_from_store(store):
     w = TriageWidget(store, actor="alice")
-    assert _listed(w) == ["a-spoof-1", "a-wash-1", "a-wash-2"]  # highest score first
+    # queue order: the store's 0-100 priority (else the score percentile within the rule), then score
+    rows = queue(store.alerts().to_pandas())
+    expected = sorted(rows.itertuples(), key=lambda r: (-r.priority, -r.score, r.alert_id))
+    assert _listed(w) == [r.alert_id for r in expected]
+    assert set(_listed(w)) == {"a-spoof-1", "a-wash-1", "a-wash-2"}
     w.rule.value = "self_trade"
     assert _listed(w) == ["a-wash-1", "a-wash-2"]
     w.asset.value = "ETH-USD"
@@ -71,7 +76,7 @@ def test_triage_widget_filters_read_alerts_from_store(store):
     assert _listed(w) == ["a-spoof-1"]
     w.typology.value = "(all)"
     w.min_score.value = 4.0
-    assert _listed(w) == ["a-spoof-1", "a-wash-1"]
+    assert _listed(w) == [x for x in [r.alert_id for r in expected] if x != "a-wash-2"]  # score 3 left out
 
 
 def test_triage_widget_open_work_and_close_case_lands_in_store_with_audit_rows(store, tmp_path):
@@ -249,3 +254,21 @@ def test_triage_widget_selecting_an_alert_redraws_its_drill_down(demo_run):
     # adding a second alert to the selection focuses the one just clicked
     w.selection.value = (other, first)
     assert w.focus_id == first
+
+
+def test_triage_widget_close_as_false_positive_records_the_reason_code_as_verdict(store):
+    w = TriageWidget(store, actor="alice")
+    assert "legitimate_market_making" in [v for _, v in w.reason.options]
+    w.selection.value = ("a-wash-1", "a-wash-2")
+    w.on_open_case()
+    w.resolution.value = "false_positive"
+    w.comment_text.value = "market maker quoting both sides"
+    w.on_close()  # no reason code: a false positive needs one
+    assert "refused" in w.message.value
+    w.reason.value = "legitimate_market_making"
+    w.on_close()
+    assert "refused" not in w.message.value, w.message.value
+    got = store.alerts(alert_ids=["a-wash-1", "a-wash-2"]).to_pylist()
+    assert {(a["verdict"], a["verdict_reason"]) for a in got} == {
+        ("false_positive", "legitimate_market_making")
+    }

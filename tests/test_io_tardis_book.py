@@ -95,3 +95,13 @@ def test_tardis_book_import_and_detect_runs_level_rules(tmp_path):
     runs = {r.name: r for r in detect_source(tmp_path / "c").runs}
     assert runs["message_burst"].status == "ran" and runs["level_message_burst"].status == "ran"
     assert runs["spoofing_orders"].status == "skipped"  # needs order ids
+
+
+def test_tardis_book_gzipped_file_same_rows(tmp_path):
+    import gzip
+
+    src = FIX / "l2" / "binance_incremental_book_L2_2020-01-30_NULSBTC.csv"
+    gz = tmp_path / (src.name + ".gz")
+    gz.write_bytes(gzip.compress(src.read_bytes()))
+    plain = read_source(src, "tardis")[0]["book"]
+    assert read_source(gz, "tardis")[0]["book"].equals(plain)

@@ -24,19 +24,16 @@ SEED, CLEAN_SEED = 11, 111
 
 #: "recall <typology>/<variant>" | "precision <rule>" | "clean" -> why it is not reached yet
 KNOWN_SHORTFALLS: dict[str, str] = {
-    # measured 2026-11-29 13:25 UTC on seeds 11/111 with the rules of that time; the rules side shrinks this list
-    "recall front_running/small_profit": "MS006 wants >= 25 bps profit; this variant makes 6-15 bps on a major",
-    "recall marking_the_close/last_minute": "MS018 thresholds not yet met by 30-120 s pushes",
-    "recall marking_the_close/ramp": "MS018 thresholds not yet met by every ramp",
+    # seeds 11/111 with the rules of commit 5f32de8 (five-seed figures: docs/evaluation.md); the rules side
+    # shrinks this list as rules reach the floors
+    "recall front_running/small_profit": "6-15 bps profits on a major: within MS006's noise floor",
     "recall ping_pong/spread_out": "MS002 looks for >= 6 alternating trades within 300 s",
     "recall pump_and_dump/ramp": "MS015 looks for a one-minute rush; MS003's trailing window absorbs a ramp",
-    "recall spoofing/low_notional": "MS005 floor of 50,000 USD per spoof order",
-    "recall volume_spike/block_desk": "one block desk on a thin-volume day missed",
-    "recall volume_spike/low_cap": "MS004 floor of 100,000 USD per 2 h",
-    "precision volume_spike": "one unlabelled account over its norm",
-    "precision front_running": "random-walk exits after large prints on tight spreads",
-    "precision cancel_to_fill": "one unlabelled account",
-    "clean": "MS003 and MS006 fire on clean random worlds",
+    "recall spoofing/low_notional": "not every $2-5k spoof stands out against a thin book's orders",
+    "recall volume_spike/low_cap": "MS004's ADV-share floors miss bursts on thin tokens",
+    "precision volume_spike": "an unlabelled account over its norm",
+    "precision cancel_to_fill": "an unlabelled account",
+    "clean": "MS003, MS006, MS012 and MS010 fire on clean random worlds",
 }
 
 pytestmark = pytest.mark.slow

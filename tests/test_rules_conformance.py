@@ -89,3 +89,25 @@ def test_rule_deterministic_and_inputs_not_mutated(cls: type[Rule]):
     after = _snapshot(tables)
     for name in before:
         assert before[name].equals(after[name]), f"{cls.name} changed input table {name}"
+
+
+def test_registry_discovers_every_rule_module_itself():
+    from market_surveillance.rules.registry import rule_modules
+
+    mods = rule_modules()
+    for cls in RULES:
+        assert cls.__module__ in mods, f"{cls.__module__} not found by the registry's module scan"
+    # helpers are scanned too (importing them is harmless) but never private modules
+    assert "market_surveillance.rules._common" not in mods
+
+
+def test_registry_refuses_duplicate_and_reserved_ids():
+    from market_surveillance.rules.registry import register
+
+    taken = RULES[0]
+    dup = type("Dup", (taken,), {"name": "dup_rule_for_test"})
+    with pytest.raises(ValueError, match="reserved for"):
+        register(dup)
+    fresh = type("Fresh", (taken,), {"rule_id": "MS999", "name": taken.name})
+    with pytest.raises(ValueError, match="duplicate rule"):
+        register(fresh)

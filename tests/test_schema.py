@@ -319,5 +319,5 @@ def test_finalize_alerts_nan_score_refused_not_stored_as_zero():
             "explanation": ["x"],
         }
     )
-    with pytest.raises(ValueError, match="non-finite score"):
+    with pytest.raises(ValueError, match="score is not a finite number"):
         finalize_alerts(rule, raw)

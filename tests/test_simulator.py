@@ -232,7 +232,7 @@ def test_simulate_reference_world_marking_the_close_trades_before_the_daily_fixi
     mark = lab[lab.typology == "marking_the_close"]
     assert len(mark) == 4 and set(mark.variant) == {"ramp", "last_minute"}
     close = pd.Timestamp("2024-03-02", tz="UTC")  # the 00:00 UTC daily close at the end of the day
-    assert (mark.end_ts < close).all() and (mark.start_ts >= close - pd.Timedelta(minutes=16)).all()
+    assert (mark.end_ts <= close).all() and (mark.start_ts >= close - pd.Timedelta(minutes=16)).all()
 
 
 def test_cli_generate_random_clean_world(tmp_path):

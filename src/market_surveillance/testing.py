@@ -127,8 +127,21 @@ def empty_dataset() -> dict[str, pa.Table]:
     }
 
 
+def golden_line(row: dict) -> str:
+    """One alert as a line a reviewer can check by eye, like pylint's functional ``.txt`` expectations:
+    ``MS011 layering BTC-USD EXA [acct-17] 2024-01-02 10:00:01→10:00:24 value=4`` (``-`` = no asset/venue;
+    the end carries its date only when it differs from the start's)."""
+    start, end = row["window_start"], row["window_end"]
+    end_fmt = "%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S"
+    accounts = ",".join(row["accounts"] or [])
+    return (
+        f"{row['rule_id']} {row['rule_name']} {row['asset'] or '-'} {row['venue'] or '-'} [{accounts}] "
+        f"{start:%Y-%m-%d %H:%M:%S}→{end:{end_fmt}} value={row['value']:.4g}"
+    )
+
+
 def golden_alerts(seed: int = 7) -> list[str]:
-    """The reference scenario's alert set: sorted ``rule_id alert_id`` lines (seed 7, small, defaults).
+    """The reference scenario's alert set: sorted :func:`golden_line` lines (seed 7, small, defaults).
 
     ``tests/golden/reference_alerts.txt`` holds it; regenerate with
     ``python -c "from market_surveillance.testing import golden_alerts as g; print(*g(), sep='\\n')"
@@ -142,9 +155,7 @@ def golden_alerts(seed: int = 7) -> list[str]:
     data = simulate(seed, scale="small")
     _, tables, profile = from_arrow(data)
     alerts = run_rules(tables, profile, build_rules()).alerts
-    return sorted(
-        f"{r} {a}" for r, a in zip(alerts["rule_id"].to_pylist(), alerts["alert_id"].to_pylist(), strict=True)
-    )
+    return sorted(golden_line(r) for r in alerts.to_pylist())
 
 
 def public_book_flow(

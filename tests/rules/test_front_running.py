@@ -92,7 +92,7 @@ def test_front_running_just_under_threshold_no_alert():
     assert _run(BACKGROUND + _case(exit_px=100.21)).num_rows == 1  # 21 bps
     assert _run(BACKGROUND + _case(entry_ts=969.0)).num_rows == 0  # entered 31 s ahead
     assert _run(BACKGROUND + _case(exit_ts=1_301.0)).num_rows == 0  # exited 301 s after
-    assert _run(BACKGROUND + _case(qty=99.0)).num_rows == 0  # 9,950 USD print, under 10 × the median 1,000
+    assert _run(BACKGROUND + _case(qty=99.0)).num_rows == 0  # 9,950 USD print, under 30 × the median 1,000
 
 
 def test_front_running_print_by_unknown_account_found():

@@ -55,14 +55,14 @@ def test_volume_spike_just_under_ratio_or_notional_no_alert():
     # prior 12 h at $20k/h → $40k per 2 h; a 2-h total of $190k is 4.75× < 5×
     rows = _steady("acct", 20, 20_000) + _burst("acct", 20 * H, 10, 15_000)
     assert _run(rows).num_rows == 0
-    # 10× its own baseline but $90k is under 2 % of this asset's ADV (a whale trades $1M/h): no alert;
+    # 10× its own baseline but $90k is under 0.3 % of this asset's ADV (a whale trades $2M/h): no alert;
     # the same burst on an asset whose ADV is small is large for it
     small = _steady("acct", 20, 1_000) + _burst("acct", 20 * H, 9, 10_000)
-    assert _run(small + _steady("whale", 24, 1_000_000)).num_rows == 0
+    assert _run(small + _steady("whale", 24, 2_000_000)).num_rows == 0
     assert (
         _run(
-            small + _steady("whale", 24, 1_000_000),
-            VolumeSpikeParams(min_adv_share=0.003, min_baseline_adv_share=1e-4),
+            small + _steady("whale", 24, 2_000_000),
+            VolumeSpikeParams(min_adv_share=0.0015, min_baseline_adv_share=1e-4),
         ).num_rows
         == 1
     )

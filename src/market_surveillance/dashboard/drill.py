@@ -484,12 +484,11 @@ def account_panel(
             lambda xs: bool(set(map(str, xs if xs is not None else [])) & set(accounts))
         )
         others = stored[hit & (stored["alert_id"] != a.get("alert_id"))]
+        cols = ["alert_id", "rule_name", "asset", "venue", "window_start", "score", "accounts", "case_ids"]
+        # the store's priority and verdicts, where it keeps them: was this account's last alert a true positive?
+        cols += [c for c in ("priority", "verdict", "verdict_reason") if c in others.columns]
         other_alerts = (
-            others[
-                ["alert_id", "rule_name", "asset", "venue", "window_start", "score", "accounts", "case_ids"]
-            ]
-            .sort_values("window_start", ascending=False, kind="stable")
-            .reset_index(drop=True)
+            others[cols].sort_values("window_start", ascending=False, kind="stable").reset_index(drop=True)
         )
         own = stored.loc[stored["alert_id"] == a.get("alert_id"), "case_ids"]
         case_ids = sorted({c for xs in [*others["case_ids"], *own] if xs is not None for c in xs})

@@ -158,6 +158,7 @@ def check_book(
         clock = pa.concat_tables([clock, seed_tab.cast(clock.schema)])
     top = book_levels(clock, n_levels=levels, every=None, con=duckdb.connect())
     con.register("ms_top", top)
+    con.register("ms_clock", clock)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE rec AS
@@ -171,7 +172,8 @@ def check_book(
         f"""
         CREATE OR REPLACE TEMP TABLE rows_map AS
         WITH r AS (SELECT range AS row FROM range(1, {n_rows + 1})),
-             s AS (SELECT DISTINCT seq FROM rec)
+             -- every message with an order event is a state, also one that leaves the book empty
+             s AS (SELECT DISTINCT epoch_us(ts) AS seq FROM ms_clock)
         SELECT r.row, s.seq FROM r ASOF LEFT JOIN s ON r.row >= s.seq
         """
     )

@@ -72,7 +72,7 @@ def registry_markdown() -> str:
         " its typical price step between consecutive prints (the spread, on a tape), its typical move and"
         " turnover per window, its float. Each relative threshold keeps an absolute floor (`min_…`"
         " parameters, defaulting low) only as a safety net against dust. Per-asset overrides in the rules"
-        " TOML (`[rule.assets.\"SYM\"]`) still replace any parameter for one instrument. Counts (trades,"
+        ' TOML (`[rule.assets."SYM"]`) still replace any parameter for one instrument. Counts (trades,'
         " messages, ladder levels, accounts) and ratios of an account's own messages need no scaling.",
         "",
         "| id | name | typology | also answers | regulatory reference |",

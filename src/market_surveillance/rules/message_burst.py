@@ -72,8 +72,10 @@ class _Burst(Rule):
     runs_on_levels: ClassVar[bool] = True
 
     def skip_reason(self, profile: DataProfile) -> str | None:
-        if "orders" not in profile.tables and "book" in profile.tables:
-            return None
+        if "orders" not in profile.tables:
+            if "book" in profile.tables:
+                return None
+            return "needs table orders (order events) or book (level changes), absent from the data"
         return skip_with_accounts(profile, super().skip_reason(profile), self.instead)
 
     def candidates(self, t: Tables, p: MessageBurstParams) -> ir.Table:

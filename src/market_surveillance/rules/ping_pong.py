@@ -47,6 +47,12 @@ class PingPong(Rule):
     Params = PingPongParams
     requires = ("trades",)
     needs_trade_accounts = True
+    limitations = """
+        spread_out variant (6–10 alternating trades over 15–45 min) recall 0/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): a window
+        of an hour lets market makers and their active clients through (a probe: 227 alerts on one clean
+        world). MS017 catches such pairs when they are owner- or device-linked; unlinked pairs need the
+        pair-chance test of MS017 ported here.
+    """
     lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: PingPongParams) -> ir.Table:

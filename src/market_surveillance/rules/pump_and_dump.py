@@ -69,6 +69,10 @@ class PumpAndDump(Rule):
     threshold_param = "min_count_ratio"
     Params = PumpAndDumpParams
     requires = ("trades",)
+    limitations = """
+        ramp variant (15–30 min, 10–15 buys a minute) recall 6/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): a ramp's per-minute
+        count is a small multiple of the baseline, under ``min_count_ratio``; MS003 catches part of them.
+    """
     lookback = ("baseline_s", "bucket_s")
 
     def candidates(self, t: Tables, p: PumpAndDumpParams) -> ir.Table:

@@ -30,6 +30,9 @@ RESERVED_IDS = {
     "MS014": "ml_anomaly",
     "MS015": "pump_and_dump",
     "MS016": "asset_volume_spike",
+    # issue 12: beneficial ownership and benchmark fixings (MS019–MS029 free for its follow-ups)
+    "MS017": "owner_linked_trade",
+    "MS018": "marking_the_close",
     # account-free (market-level) rules for order-book data without accounts
     "MS030": "spoofing_orders",
     "MS031": "layering_orders",
@@ -38,8 +41,6 @@ RESERVED_IDS = {
     "MS034": "order_to_trade",
     "MS035": "cancel_to_fill_market",
     "MS036": "large_order_fill_rate",
-    "MS017": "owner_linked_trade",
-    "MS018": "marking_the_close",
     # MS040–MS044: issue 13 (online surveillance)
     "MS040": "rush_order_pump",
 }

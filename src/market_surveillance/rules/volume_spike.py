@@ -27,11 +27,14 @@ class VolumeSpikeParams(Params):
     long_window_s: int = param(43200, low=1, doc="trailing baseline window before the recent one, seconds")
     ratio: float = param(5.0, low=1.0, doc="recent notional vs the baseline rate over the same duration")
     min_adv_share: float = param(
-        0.02, low=0.0, high=1.0, doc="recent notional at least this share of the asset's average daily volume"
+        0.003,
+        low=0.0,
+        high=1.0,
+        doc="recent notional at least this share of the asset's average daily volume",
     )
     min_notional: float = param(500.0, low=0.0, doc="absolute floor of the recent notional, quote currency")
     min_baseline_adv_share: float = param(
-        0.002, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
+        0.0015, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
     )
     min_baseline: float = param(100.0, low=0.0, doc="absolute floor of the baseline per short window")
     min_prior_trades: int = param(
@@ -112,6 +115,15 @@ class VolumeSpike(Rule):
     Params = VolumeSpikeParams
     requires = ("trades",)
     needs_trade_accounts = True
+    limitations = """
+        Recall short of 0.95 on random worlds (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8, before the ADV floors were lowered to
+        0.3 %/0.15 %): block_desk 3/10, low_cap 0/10. The simulated background has many retail accounts whose
+        own two-hour notional jumps 5x at 0.1–0.3 % of the asset's ADV; a floor low enough to catch the
+        smallest injected bursts (0.3 % of ADV on a small cap) lets those through (a probe on random seed 1:
+        ADV floor 0.25 % → precision 0.13, 0.3 % → 1.0 with recall 0.75; clean world 4 alerts). An account's
+        own norm is too noisy at this scale; MS007 (stored baseline) and MS016 (market level) cover part.
+    """
+    # the ADV / price-step norms are taken over the data in view (see docs/online.md)
     lookback = ("short_window_s", "long_window_s")
 
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:

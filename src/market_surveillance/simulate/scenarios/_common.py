@@ -453,12 +453,18 @@ class Injection:
         self.trade(ts_us, buy, sell, q, price, aggressor=opposite(side))
         return aggr
 
-    def finish(self, accounts: list[str] | None = None) -> str:
-        """Fix the label window to the first/last emitted event (and optionally its accounts)."""
+    def finish(self, accounts: list[str] | None = None, market_until_us: int | None = None) -> str:
+        """Fix the label window to the first/last emitted event (and optionally its accounts).
+
+        ``market_until_us``: a scenario that shifted the price path labels the market's disturbance up to
+        the end of that shift (a pump's decay, a dislocation's ramp back), not only its own last print: a
+        price alert during the decay is the scenario's doing.
+        """
         if self.first is None or self.last is None:
             raise ValueError(f"scenario {self.scenario_id} emitted no events")
         self._row["start_ts"] = self.first
-        self._row["end_ts"] = self.last
+        end = self.last if market_until_us is None else max(self.last, int(market_until_us))
+        self._row["end_ts"] = min(end, self.ctx.universe.end_us)
         if accounts is not None:
             self._row["accounts"] = sorted(accounts)
         return self.scenario_id

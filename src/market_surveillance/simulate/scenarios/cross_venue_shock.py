@@ -124,5 +124,5 @@ def inject(
                     qty,
                     venue=w,
                 )
-        ids.append(inj.finish())
+        ids.append(inj.finish(market_until_us=start + len(factors) * g))
     return ids

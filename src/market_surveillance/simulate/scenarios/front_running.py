@@ -179,7 +179,7 @@ def inject(
             inj.provide(rng, t2, acct, opposite(d), p2, entry_qty, resting_delay_us=GENUINE_REST_US)
         else:
             inj.take(rng, t2, acct, opposite(d), p2, entry_qty)
-        ids.append(inj.finish())
+        ids.append(inj.finish(market_until_us=t1 + len(factors) * g))
     # the desks' all-day flows are priced once every instance has shifted its path, like the background
     for desk in desks:
         _desk_flow(ctx, rng, *desk)

@@ -130,5 +130,5 @@ def inject(
             px = ctx.price(a, v, int(t)) * (1 + sign * rng.uniform(0, 3e-4))
             qty = draw(rng, ticket_multiple) * spec.typical_qty
             inj.take(rng, int(t), gang[i % len(gang)], side, px, qty)
-        ids.append(inj.finish())
+        ids.append(inj.finish(market_until_us=start + len(factors) * g))
     return ids

@@ -223,5 +223,5 @@ def inject(
             v = pick(rng, u.venues)
             px = ctx.price(a, v, int(t)) * (1 - rng.uniform(0, 5e-4))
             inj.cross(int(t), counterparty(ctx, rng, px * qty, a, v), acct, Side.SELL, px, qty, venue=v)
-        ids.append(inj.finish())
+        ids.append(inj.finish(market_until_us=t_pump + len(factors) * g))
     return ids
