@@ -4,8 +4,9 @@
 An analyst's session: open the notebook, run every cell, click an alert in the queue and see the drill-down
 charts redraw for it, open a case on it, comment, move it to investigating, close it as reported; then the
 store on disk — not the page — must hold the case, its status and the audit trail of those clicks.
-Screenshots of each step go to ``docs/img/`` (``$MS_SCREENSHOT_DIR`` overrides), where docs/dashboard.md and
-docs/store.md show them.
+Screenshots of each step go to a temporary folder, or to ``$MS_SCREENSHOT_DIR``: the ones docs/dashboard.md and
+docs/store.md show were taken with ``MS_SCREENSHOT_DIR=docs/img .venv/bin/python -m pytest
+tests/test_dashboard_browser.py`` (a test run must not rewrite tracked files).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "surveillance_dashboard.ipynb"
 CHROMEDRIVER = Path(os.environ.get("MS_CHROMEDRIVER", "/usr/bin/chromedriver"))
 CHROMIUM = Path(os.environ.get("MS_CHROMIUM", "/usr/bin/chromium"))
-SHOTS = Path(os.environ.get("MS_SCREENSHOT_DIR", ROOT / "docs" / "img"))
+SHOTS = Path(os.environ.get("MS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "ms-browser-test"))
 LONG = 240  # seconds: a notebook run on a loaded 2-core machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]

@@ -21,11 +21,13 @@ from market_surveillance.simulate import generate_to_dir
 
 # MS014 (ML) ranks the accounts of the data in view as one population: online it is refitted every hour of
 # event time on the trailing day, so its alerts differ from the batch run's by design (docs/online.md)
-EXCEPTIONS = {"MS014"}
-# Same alerts, different reported value (docs/online.md): MS005/MS006 size "large" by the median of the data
-# in view; MS004's value is the largest ratio over the micro-batches' views, and a view whose start cuts
-# into an account's 14 h baseline inflates it
-VALUE_IN_VIEW = {"MS004", "MS005", "MS006"}
+# MS003, MS004, MS005, MS006, MS018, MS030, MS031, MS034, MS035 and MS036 size their thresholds by norms of
+# the data in view (the asset's median price step, trade or order size, message rates: `asset_liquidity`);
+# a batch run over a day takes them over the whole day, future included, so online they differ (named in
+# docs/online.md until those norms become trailing ones)
+IN_VIEW_NORMS = {"MS003", "MS004", "MS005", "MS006", "MS018", "MS030", "MS031", "MS034", "MS035", "MS036"}
+EXCEPTIONS = {"MS014"} | IN_VIEW_NORMS
+VALUE_IN_VIEW: set[str] = set()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def test_watch_replay_same_alerts_as_batch_on_demo_data(demo):
 
 
 def test_watch_batch_cuts_do_not_change_alerts(demo):
-    keep = {"MS002", "MS003", "MS010", "MS015", "MS040"}
+    keep = {"MS002", "MS010", "MS012", "MS015", "MS040"}
     rules = [r for r in build_rules() if r.rule_id in keep]
     a = watch(demo, rules, max_batch_events=25_000)
     b = watch(demo, [r for r in build_rules() if r.rule_id in keep], max_batch_events=300_000)
@@ -80,7 +82,9 @@ def test_parse_duration_units_and_bad_values():
             parse_duration(bad)
 
 
-CONFIG = '[disabled]\nrules = ["ml_anomaly", "network_collusion", "position_concentration", "spoofing"]\n'
+# the exceptions (their alerts depend on the data in view) and the slowest rules are left out of this test
+DISABLED = sorted(EXCEPTIONS | {"MS008", "MS013"})
+CONFIG = "[disabled]\nrules = [" + ", ".join(f'"{r}"' for r in DISABLED) + "]\n"
 
 
 def _cli(*args: str) -> list[str]:
@@ -137,17 +141,7 @@ def test_watch_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(demo,
     ref = (
         watch(
             demo,
-            build_rules(
-                {
-                    "disabled": {
-                        "rules": CONFIG.split("[")[2]
-                        .split("]")[0]
-                        .replace('"', "")
-                        .replace(" ", "")
-                        .split(",")
-                    }
-                }
-            ),
+            build_rules({"disabled": {"rules": DISABLED}}),
         )
         .alert_table()
         .to_pylist()
@@ -165,7 +159,7 @@ def test_watch_follow_tails_new_parts_like_a_replay(demo, tmp_path):
         shutil.copy(demo / f"{name}.parquet", live)
     # trade parts only: a canonical orders part is validated on its own, so an order's fill in a later part
     # than its `new` is refused (a known limit of live mode, docs/online.md)
-    keep = {"MS002", "MS003", "MS015", "MS040"}
+    keep = {"MS002", "MS012", "MS015", "MS040"}
     trades, orders = pq.read_table(demo / "trades.parquet"), pq.read_table(demo / "orders.parquet")
     t0 = pc.min(trades["ts"]).as_py()
     import datetime as dt

@@ -15,7 +15,7 @@ from market_surveillance.simulate import simulate
 
 pytestmark = pytest.mark.spark
 
-KEEP = {"MS003", "MS040"}
+KEEP = {"MS016", "MS040"}
 
 
 def test_spark_foreach_batch_stream_same_alerts_as_watch(tmp_path):

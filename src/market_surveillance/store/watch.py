@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.store import tables as db
+from market_surveillance.store import triage
 from market_surveillance.store.core import Store, _alert_rows, _insert, _now
 
 WATCH_KEY = "watch"  # the runs.input_counts entry holding a session's watermark and event counts
@@ -64,6 +65,9 @@ def record_batch(store: Store, run_id: str, alerts: pa.Table, watermark_us: int)
             )
             extra = {"run_id": run_id, "last_run_id": run_id, "first_seen": now, "last_seen": now}
             conn.execute(upsert, [{**r, **extra} for r in rows])
+            # as record_run: the account search index, and active mutes applied to what was just decided
+            triage.index_accounts(conn, rows, _insert(conn))
+            triage.flag_muted(conn, now, db.alerts.c.alert_id.in_([r["alert_id"] for r in rows]))
         run = conn.execute(
             sa.select(db.runs.c.input_counts, db.runs.c.alerts_written).where(db.runs.c.run_id == run_id)
         ).one()
