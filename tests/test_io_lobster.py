@@ -190,16 +190,14 @@ def test_lobster_real_sample_runs_at_least_8_rules():
 
 @st.composite
 def _message_flows(draw) -> tuple[list[str], list[tuple[int, int, int, int]]]:
-    """Consistent LOBSTER message sequences on a small price grid, with orders resting from before them."""
-    resting = [
-        (
-            900 + k,
-            draw(st.integers(1, 50)),
-            1_000_000 + draw(st.integers(-5, 5)) * 100,
-            draw(st.sampled_from([1, -1])),
-        )
-        for k in range(draw(st.integers(0, 3)))
-    ]
+    """Consistent LOBSTER message sequences on a small price grid (never crossed), with orders resting from
+    before them."""
+    def quote(d: int) -> int:
+        # bids at or below 100.00, asks above it: a LOBSTER book is never crossed (a crossing order executes)
+        return 1_000_000 - draw(st.integers(0, 5)) * 100 if d == 1 else 1_000_100 + draw(st.integers(0, 5)) * 100
+
+    sides = [draw(st.sampled_from([1, -1])) for _ in range(draw(st.integers(0, 3)))]
+    resting = [(900 + k, draw(st.integers(1, 50)), quote(d), d) for k, d in enumerate(sides)]
     live = {oid: [size, price, d] for oid, size, price, d in resting}
     msgs, t, next_id = [], 34_200.0, 1
     for _ in range(draw(st.integers(1, 25))):
@@ -220,8 +218,8 @@ def _message_flows(draw) -> tuple[list[str], list[tuple[int, int, int, int]]]:
         elif kind == "hidden":
             msgs.append(f"{t:.3f},5,0,{draw(st.integers(1, 9))},1000000,1")
         else:
-            price = 1_000_000 + draw(st.integers(-5, 5)) * 100
             size, d = draw(st.integers(1, 50)), draw(st.sampled_from([1, -1]))
+            price = quote(d)
             msgs.append(f"{t:.3f},1,{next_id},{size},{price},{d}")
             live[next_id] = [size, price, d]
             next_id += 1

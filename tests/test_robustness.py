@@ -31,7 +31,6 @@ KNOWN_SHORTFALLS: dict[str, str] = {
     "recall pump_and_dump/ramp": "MS015 looks for a one-minute rush; MS003's trailing window absorbs a ramp",
     "recall spoofing/low_notional": "not every $2-5k spoof stands out against a thin book's orders",
     "recall volume_spike/low_cap": "MS004's ADV-share floors miss bursts on thin tokens",
-    "precision volume_spike": "an unlabelled account over its norm",
     "precision cancel_to_fill": "an unlabelled account",
     "clean": "MS003, MS006, MS012 and MS010 fire on clean random worlds",
 }

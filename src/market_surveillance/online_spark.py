@@ -51,8 +51,16 @@ class SparkOnline:
         self.state = state or OnlineState(list(rules), int(step * US))
         self.buffer: Any = None
         self.static = dict(static or {})
+        # foreachBatch hands each batch in a session of its own: session temp views would not be seen from
+        # ours, global ones (database global_temp) are shared by every session of the application
         for name, df in self.static.items():
-            df.createOrReplaceTempView(f"ms_online_{name}")
+            df.createOrReplaceGlobalTempView(f"ms_online_{name}")
+
+    def _view(self, name: str) -> Any:
+        # ibis cannot address global_temp directly: re-expose the global view in our session
+        view = f"ms_online_{name}"
+        self.session.table(f"global_temp.{view}").createOrReplaceTempView(view)
+        return self.backend.table(view)
 
     def __call__(self, batch_df: Any, batch_id: int) -> None:
         from pyspark.sql import functions as sf
@@ -69,13 +77,13 @@ class SparkOnline:
         # the buffer's lineage would grow with every batch: materialise it (executor memory, no disk)
         buf = buf.filter(sf.col("ts_us") > now - self.state.max_horizon_us(span)).localCheckpoint()
         self.buffer = buf
-        buf.createOrReplaceTempView(f"ms_online_{self.table}")
-        base = self.backend.table(f"ms_online_{self.table}")
+        buf.createOrReplaceGlobalTempView(f"ms_online_{self.table}")
+        base = self._view(self.table)
         changed: list[dict[str, Any]] = []
         for rule in self.state.rules:
             cut = now - self.state.horizon_us(rule, span)
             tables = {self.table: base.filter(base.ts_us > cut)}
-            tables.update({n: self.backend.table(f"ms_online_{n}") for n in self.static})
+            tables.update({n: self._view(n) for n in self.static})
             alerts = rule.run(tables)
             changed.extend(self.state.reconcile(rule, alerts, now, span))
         self.state.watermark = now

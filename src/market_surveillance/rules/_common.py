@@ -121,6 +121,15 @@ def one_account(col: ir.StringValue) -> ir.ArrayValue:
     return ibis.array([col])
 
 
+def median_where(x: ir.NumericColumn, cond: ir.BooleanColumn) -> ir.NumericScalar:
+    """Median of ``x`` over the rows where ``cond`` holds, on every backend.
+
+    ``x.median(where=cond)`` compiles to a percentile whose fraction is itself conditional, which Spark
+    refuses (it must be a constant); nulling the other rows gives the same median everywhere.
+    """
+    return ibis.ifelse(cond, x, ibis.null()).median()
+
+
 def asset_liquidity(trades: ir.Table) -> ir.Table:
     """The instrument's own scale, per asset (all venues), for liquidity-relative thresholds.
 
@@ -139,5 +148,5 @@ def asset_liquidity(trades: ir.Table) -> ir.Table:
     return tr.group_by("asset").aggregate(
         med_notional=tr._notional.median(),
         adv=tr._notional.sum() / (span / day_us),
-        move_bps=tr._move.median(where=tr._move > 0),
+        move_bps=median_where(tr._move, tr._move > 0),
     )

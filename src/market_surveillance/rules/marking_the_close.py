@@ -9,7 +9,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, alert_rows
+from market_surveillance.rules._common import US, account_trades, alert_rows, median_where
 from market_surveillance.rules.bars import bars
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -147,7 +147,7 @@ class MarkingTheClose(Rule):
         # read, even where other flow keeps printing near the old level
         b = b.mutate(move=ibis.greatest(b.high / b.open - 1.0, 1.0 - b.low / b.open))
         typ = b.group_by("asset").aggregate(
-            typ_move=b.move.median(where=b.move > 0), typ_notional=b.notional.median()
+            typ_move=median_where(b.move, b.move > 0), typ_notional=b.notional.median()
         )
         x = tr.mutate(fix_us=next_fixing(tr.ts_us, p), notional=tr.price * tr.qty)
         x = x.filter(x.fix_us - x.ts_us <= w_us)
