@@ -58,6 +58,11 @@ def test_spark_foreach_batch_stream_same_alerts_as_watch(tmp_path):
         .start()
     )
     q.awaitTermination()
+    # the session is shared with the parity tests that follow: free the checkpointed buffer and the views
+    fn.buffer.unpersist()
+    for name in ("trades", *fn.static):
+        session.catalog.dropGlobalTempView(f"ms_online_{name}")
+        session.catalog.dropTempView(f"ms_online_{name}")
     got = alerts_of(received).to_pylist()
     ref = watch(ref_dir, [r for r in build_rules() if r.rule_id in KEEP]).alert_table().to_pylist()
 

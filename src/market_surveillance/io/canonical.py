@@ -229,7 +229,7 @@ def spark_backend(master: str | None = None, *, app_name: str = "market-surveill
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # Spark's 1g default heap (driver and, in local mode, the executor too) thrashed in GC on the ML
         # feature query; applies only when this call starts the JVM
-        .config("spark.driver.memory", os.environ.get("MS_SPARK_DRIVER_MEMORY", "3g"))
+        .config("spark.driver.memory", os.environ.get("MS_SPARK_DRIVER_MEMORY", "4g"))
         .getOrCreate()
     )
     return ibis.pyspark.connect(session)
