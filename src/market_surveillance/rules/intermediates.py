@@ -36,12 +36,17 @@ Tables = Mapping[str, ir.Table]
 
 @dataclass(frozen=True)
 class Intermediate:
-    """A derived table: its name, the base tables it is built from and the builder."""
+    """A derived table: its name, the base tables it is built from, the builder and whether a run
+    materialises it (``shared``) or lets each reader inline the expression."""
 
     name: str
     needs: tuple[str, ...]
     build: Callable[[Tables], ir.Table]
     doc: str
+    #: materialised once per run by :func:`needed`'s callers. False where measurement showed the copy costs
+    #: what it saves: a projection of a base table the engine scans and prunes per reader about as fast as
+    #: a temp table (figures: docs/performance.md, "Shared intermediates")
+    shared: bool = True
 
 
 #: every shared intermediate by name (the names are keys of the tables mapping rules receive)
@@ -59,12 +64,14 @@ INTERMEDIATES: dict[str, Intermediate] = {
             ("trades",),
             lambda t: account_trades(t["trades"]),
             "one row per trade leg with a known account (`_common.account_trades`)",
+            shared=False,
         ),
         Intermediate(
             "lifecycle",
             ("orders",),
             lambda t: order_lifecycle(t["orders"]),
             "one row per order: its `new` fields, first cancel, filled quantity (`_common.order_lifecycle`)",
+            shared=False,
         ),
     )
 }
@@ -77,16 +84,17 @@ def get(t: Tables, name: str) -> ir.Table:
     return INTERMEDIATES[name].build(t)
 
 
-def needed(rules: Iterable[object], tables: Tables | None = None) -> list[str]:
-    """Intermediates read by at least one of ``rules`` (their ``reads``), in declaration order.
+def needed(rules: Iterable[object], tables: Tables | None = None, *, everything: bool = False) -> list[str]:
+    """The shared intermediates read by at least one of ``rules`` (their ``reads``), in declaration order.
 
     With ``tables``, only those whose base tables are all present (a rule that would need a missing
-    table is skipped anyway) and that ``tables`` does not already hold.
+    table is skipped anyway) and that ``tables`` does not already hold. ``everything`` includes the
+    intermediates that are not ``shared`` (inlined by default).
     """
     wanted = {name for rule in rules for name in getattr(rule, "reads", ())}
     out = []
     for name, inter in INTERMEDIATES.items():
-        if name not in wanted:
+        if name not in wanted or not (inter.shared or everything):
             continue
         if tables is not None and (name in tables or any(b not in tables for b in inter.needs)):
             continue
