@@ -124,7 +124,7 @@ class OnlineState:
         """New and continued alerts of ``rule`` among ``alerts`` (its result on the trailing data at ``now``)."""
         gap = int(rule.episode_gap_s() * US)
         horizon = self.horizon_us(rule, span_us)
-        # evidence from here on had its whole lookback in view: results there are exact
+        # decisions from here on had their whole lookback in view: results there are exact
         exact_from = now - span_us - gap - 2 * self.step_us
         known = self.open.setdefault(rule.rule_id, {})
         changed: dict[str, dict[str, Any]] = {}
@@ -144,7 +144,7 @@ class OnlineState:
                 if upd != k:
                     known[k["alert_id"]] = upd
                     changed[k["alert_id"]] = upd
-            elif _us(a["window_end"]) >= exact_from and a["alert_id"] not in known:
+            elif _us(a["detected_at"]) >= exact_from and a["alert_id"] not in known:
                 known[a["alert_id"]] = a
                 changed[a["alert_id"]] = a
         # episodes whose end left the trailing data can no longer be continued: forget them
@@ -724,7 +724,10 @@ def watch(
                     changed.extend(detached.pop(rid).reconcile())
                 for rule in runnable:
                     every = int(rule.online_every_s * US)
-                    if every and now < last_eval.get(rule.rule_id, 0) + every and pending_has_more(pending):
+                    if pending_has_more(pending) and (
+                        (every and now < last_eval.get(rule.rule_id, 0) + every)
+                        or not rule.online_due(start, now)
+                    ):
                         continue
                     last_eval[rule.rule_id] = now
                     cut = now - state.horizon_us(rule, span)
