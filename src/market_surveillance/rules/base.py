@@ -130,6 +130,9 @@ class Rule(ABC):
     #: where the rule falls short of the robustness acceptance, with the measured figure and why (docs)
     limitations: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ("trades",)
+    #: shared intermediates the rule reads (names in :data:`rules.intermediates.INTERMEDIATES`, got with
+    #: ``intermediates.get``): a run materialises each one once for all the rules that declare it
+    reads: ClassVar[tuple[str, ...]] = ()
     needs_trade_accounts: ClassVar[bool] = False
     needs_order_accounts: ClassVar[bool] = False
     #: event-time history a decision reads before "now", in seconds: the sum of these params (names of

@@ -9,7 +9,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, alert_rows, median_where
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import US, alert_rows, median_where
 from market_surveillance.rules.bars import bars
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -130,6 +131,7 @@ class MarkingTheClose(Rule):
     threshold_param = "move_multiple"
     Params = MarkingTheCloseParams
     requires = ("trades",)
+    reads = ("account_trades",)
     limitations = """
         ramp variant recall 4/12 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8, before spans and excursions; a probe on random seeds 1–3
         after: 13 of 16 found, ramps 3/6, 0 alerts on clean worlds). A ramp over 15 minutes on a liquid asset
@@ -226,7 +228,7 @@ class MarkingTheClose(Rule):
         hits = hits.mutate(rk=ibis.row_number().over(bw))
         hits = hits.filter(hits.rk == 0).drop("rk")
         # evidence and accounts: the aggressive trades in the move's direction inside the hit span
-        legs = account_trades(tr)
+        legs = intermediates.get(t, "account_trades")
         legs = legs.mutate(fix_us=next_fixing(legs.ts_us, p), notional=legs.price * legs.qty)
         h = hits.select(
             h_asset=hits.asset, h_fix=hits.fix_us, h_up=hits.up, h_dir=hits.directional, h_span=hits.span_s
