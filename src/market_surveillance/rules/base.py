@@ -179,6 +179,11 @@ class Rule(ABC):
         """Hits closer than this continue one episode (0 when the rule has no episodes)."""
         return max(float(getattr(p, "episode_gap_s", 0)) for p in self._all_params())
 
+    def online_due(self, since_us: int, now_us: int) -> bool:
+        """Online: whether a micro-batch closing event time (``since_us``, ``now_us``] can raise or continue
+        an alert of this rule. Rules that decide only at known times (a fixing) skip the other batches."""
+        return True
+
     def threshold(self, p: Params) -> float:
         return float(getattr(p, self.threshold_param))
 

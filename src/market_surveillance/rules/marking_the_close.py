@@ -79,6 +79,11 @@ class MarkingTheCloseParams(Params):
         return sorted(set(out))
 
 
+def day_of(ts_us: int) -> int:
+    """Midnight UTC of ``ts_us`` (µs since the epoch)."""
+    return (ts_us // _DAY_US) * _DAY_US
+
+
 def next_fixing(ts_us: ir.IntegerValue, p: MarkingTheCloseParams) -> ir.IntegerValue:
     """The first fixing strictly after ``ts_us`` (µs since the epoch)."""
     day = (ts_us // _DAY_US) * _DAY_US
@@ -134,6 +139,23 @@ class MarkingTheClose(Rule):
     """
     # online: norms are taken over the data in view, a day (issue 13); narrow it where the rule allows
     lookback = (86_400,)
+
+    def online_due(self, since_us: int, now_us: int) -> bool:
+        """Alerts are decided at a fixing: a batch is due when one lies in (``since_us``, ``now_us``]."""
+        for p in self._all_params():
+            assert isinstance(p, MarkingTheCloseParams)
+            day = (since_us // _DAY_US) * _DAY_US
+            while day <= now_us:
+                if any(since_us < day + f <= now_us for f in p.fixing_offsets_us()):
+                    return True
+                day += _DAY_US
+            if p.fixing_interval_s > 0:
+                step = p.fixing_interval_s * US
+                if (now_us - day_of(now_us)) // step != (since_us - day_of(since_us)) // step or (
+                    day_of(now_us) != day_of(since_us)
+                ):
+                    return True
+        return False
 
     def spans_s(self, p: MarkingTheCloseParams) -> list[int]:
         """The spans before a fixing examined, longest first (each at least a minute)."""
@@ -230,6 +252,8 @@ class MarkingTheClose(Rule):
         )
         g = hits.left_join(acc, [hits.asset == acc.h_asset, hits.fix_us == acc.h_fix])
         fixing = (g.fix_us // US).cast("int64").as_timestamp("s")
+        # the push is judged at the fixing it aims at: that is when the decision can be taken
+        g = g.mutate(detected_at=fixing)
         return alert_rows(
             g,
             accounts=g.accounts.fill_null(ibis.literal([], type="array<string>")),

@@ -64,6 +64,8 @@ class PositionConcentration(Rule):
         j = j.mutate(share=j.net_qty.abs() / j.float_qty, exposure=j.net_qty.abs() * j.last_price)
         hits = j.filter((j.share >= p.min_share) & (j.exposure >= p.min_exposure))
         at = intermediates.get(t, "account_trades")
+        # the evidence of the flagged positions only: not every account's legs
+        at = at.semi_join(hits, [at.account_id == hits.account_id, at.asset == hits.asset])
         first = at.group_by(["account_id", "asset"]).aggregate(
             first_ts=at.ts.min(), trade_ids=at.trade_id.collect()
         )
