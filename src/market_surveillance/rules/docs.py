@@ -97,6 +97,8 @@ def registry_markdown() -> str:
             f"Needs tables: {needs}" + (f"; and {', '.join(extra)}" if extra else "") + ".",
             f"Fires on metric `{cls.metric}` against parameter `{cls.threshold_param}`.",
         ]
+        if cls.reads:
+            lines.append(f"Reads shared intermediates: {', '.join(f'`{r}`' for r in cls.reads)}.")
         if cls.limitations:
             lines += ["", "**Measured limits.** " + inspect.cleandoc(cls.limitations)]
         lines += ["", "| parameter | default | constraint | meaning |", "| --- | --- | --- | --- |"]
