@@ -45,3 +45,23 @@ def test_materialize_equals_the_expression_and_release_drops_it(name: str):
     assert held in temp_tables()
     intermediates.release(mat)
     assert held not in temp_tables()
+
+
+def test_materialize_with_prefix_keeps_stable_names_across_batches():
+    """A runner that compiles SQL once (the online buffer) re-materialises under the same name each batch."""
+    import pyarrow as pa
+
+    backend, tables, _ = from_arrow(mini_dataset())
+    first = intermediates.materialize(tables, ["liquidity"], prefix="ms_shared_")
+    assert first["liquidity"].get_name().endswith("ms_shared_liquidity")
+    sql = "SELECT count(*) FROM ms_shared_liquidity"
+    n_assets = backend.con.execute(sql).fetchall()[0][0]
+    assert n_assets == tables["trades"].asset.nunique().execute()
+    # next batch: fewer trades, same name, same compiled SQL
+    one = tables["trades"].filter(tables["trades"].asset == tables["trades"].asset.min())
+    again = intermediates.materialize({**tables, "trades": one}, ["liquidity"], prefix="ms_shared_")
+    assert backend.con.execute(sql).fetchall()[0][0] == 1
+    intermediates.release(again)
+    with pytest.raises(Exception, match="ms_shared_liquidity"):
+        backend.con.execute(sql)
+    assert isinstance(first["liquidity"].schema().to_pyarrow(), pa.Schema)

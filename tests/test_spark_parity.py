@@ -114,3 +114,19 @@ def test_rule_parity_on_materialised_intermediates_small_scale(small_tables, cls
             intermediates.release(m)
     assert_same_alerts(got[0], got[1])
     assert_same_alerts(got[0], cls().run(duck))
+
+
+def test_materialize_with_stable_names_on_spark(mini_tables):
+    """The online runner's form (fixed names, re-created per batch) works on Spark too and is released."""
+    from market_surveillance.rules import intermediates
+    from market_surveillance.rules.extreme_price_move import ExtremePriceMove
+
+    duck, spk = mini_tables
+    mat = intermediates.materialize(spk, ["liquidity"], prefix="ms_shared_")
+    session = mat["liquidity"]._find_backend()._session
+    try:
+        assert session.catalog.isCached("ms_shared_liquidity")
+        assert_same_alerts(ExtremePriceMove().run(duck), ExtremePriceMove().run({**spk, **mat}))
+    finally:
+        intermediates.release(mat)
+    assert not session.catalog.tableExists("ms_shared_liquidity")

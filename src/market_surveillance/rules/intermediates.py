@@ -11,7 +11,7 @@ The pipeline (:func:`market_surveillance.pipeline.run_rules`) calls :func:`mater
 :func:`needed` of the rules it runs; any other runner (the online buffer, a notebook) can do the same::
 
     names = needed(rules, tables)
-    mat = materialize(tables, names)          # {name: cached ir.Table} on the tables' own backend
+    mat = materialize(tables, names)          # {name: materialised ir.Table} on the tables' own backend
     try:
         alerts = [rule.run({**tables, **mat}) for rule in rules]
     finally:
@@ -102,17 +102,41 @@ def needed(rules: Iterable[object], tables: Tables | None = None, *, everything:
     return out
 
 
-def materialize(tables: Tables, names: Iterable[str]) -> dict[str, ir.Table]:
+def materialize(tables: Tables, names: Iterable[str], *, prefix: str | None = None) -> dict[str, ir.Table]:
     """Compute each named intermediate once on the backend of ``tables`` and return ``{name: table}``.
 
-    Backend-agnostic (Ibis ``Table.cache``): on DuckDB a temp table, on PySpark a cached DataFrame behind a
-    temp view (Spark fills it on first use). Pass the result merged into the tables mapping to the rules,
-    then :func:`release` it.
+    Backend-agnostic: on DuckDB a temp table, on PySpark a cached DataFrame behind a temp view (Spark fills it
+    on first use). Without ``prefix`` the tables get fresh names (Ibis ``Table.cache``); with it they are
+    ``<prefix><name>``, created or replaced, so SQL compiled once against them stays valid when a runner
+    re-materialises them for each batch (the online buffer). Pass the result merged into the tables mapping
+    to the rules, then :func:`release` it.
     """
-    return {name: INTERMEDIATES[name].build(tables).cache() for name in names}
+    out: dict[str, ir.Table] = {}
+    for name in names:
+        expr = INTERMEDIATES[name].build(tables)
+        out[name] = expr.cache() if prefix is None else _create(expr, f"{prefix}{name}")
+    return out
+
+
+def _create(expr: ir.Table, table_name: str) -> ir.Table:
+    backend = expr._find_backend()
+    if backend.name == "pyspark":
+        df = backend._session.sql(str(backend.compile(expr))).cache()
+        df.createOrReplaceTempView(table_name)
+    else:
+        backend.create_table(table_name, expr, temp=True, overwrite=True)
+    return backend.table(table_name)
 
 
 def release(materialized: Mapping[str, ir.Table]) -> None:
     """Free what :func:`materialize` made (drop the temp tables, unpersist the DataFrames)."""
     for tab in materialized.values():
-        tab.release()
+        if isinstance(tab, ir.CachedTable):
+            tab.release()
+            continue
+        backend, table_name = tab._find_backend(), tab.get_name().rsplit(".", 1)[-1]
+        if backend.name == "pyspark":
+            backend._session.catalog.uncacheTable(table_name)
+            backend._session.catalog.dropTempView(table_name)
+        else:
+            backend.drop_table(table_name, force=True)
