@@ -12,6 +12,8 @@ from market_surveillance.rules._common import US, alert_rows, trailing, with_ass
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
+MINUTE_US = 60 * US
+
 
 @dataclass(frozen=True)
 class RushOrderPumpParams(Params):
@@ -67,26 +69,64 @@ class RushOrderPump(Rule):
 
     def candidates(self, t: Tables, p: RushOrderPumpParams) -> ir.Table:
         tr = t["trades"].select("trade_id", "ts", "ts_us", "asset", "price", "aggressor")
-        tr = tr.mutate(_buy=(tr.aggressor == "buy").cast("int64"))
+        tr = tr.mutate(_buy=(tr.aggressor == "buy").cast("int64"), minute=tr.ts_us // MINUTE_US)
+        chunks = p.baseline_s / p.chunk_s
+        # The exact conditions need three trailing range windows per trade; over every trade of a liquid
+        # asset they are most of the rule's cost, yet almost no trade can pass the rate test. One-minute bars
+        # give a necessary condition per minute (bounds that can only let too much through), and the exact
+        # windows then run only on the minutes that pass and on the history those minutes need.
+        bars = tr.group_by(["asset", "minute"]).aggregate(
+            c=tr.count(), b=tr._buy.sum(), last_us=tr.ts_us.max(), bar_first_us=tr.ts_us.min()
+        )
+        first = bars.group_by("asset").aggregate(first_us=bars.bar_first_us.min())
+        bars = bars.join(first, "asset")
+        # n (trades of the chunk) and n_buy lie within the minutes [m - ceil(chunk_s / 60), m] ...
+        reach = -(-p.chunk_s // 60)
+        # ... and the baseline window holds at least the whole minutes [m - full, m - 1]
+        full = (p.baseline_s + p.chunk_s) // 60 - 1
+
+        def over_minutes(preceding: int, following: int) -> ibis.expr.builders.LegacyWindowBuilder:
+            return ibis.range_window(
+                group_by=bars.asset, order_by=bars.minute, preceding=preceding, following=following
+            )
+
+        upper_n = bars.c.sum().over(over_minutes(reach, 0))
+        upper_buy = bars.b.sum().over(over_minutes(reach, 0))
+        lower_base = bars.c.sum().over(over_minutes(max(full, 0), 0)) - bars.c if full > 0 else 0
+        # ratio >= min_ratio implies n_base - n <= n * chunks / min_ratio (see the exact test below); +1:
+        # slack for rounding, this only decides which minutes are looked at exactly
+        bars = bars.mutate(
+            cand=(
+                (upper_buy >= p.min_rush)
+                & (bars.last_us - bars.first_us >= int(p.warmup_s * US))
+                & (lower_base <= upper_n.cast("float64") * (1.0 + chunks / p.min_ratio) + 1.0)
+            ).cast("int64")
+        )
+        # a minute is read when a candidate minute lies within the longest lookback after it
+        horizon = -(-max(p.baseline_s + p.chunk_s, p.rise_s) // 60) + 1
+        bars = bars.mutate(need=bars.cand.max().over(over_minutes(0, horizon)))
+        need = bars.filter(bars.need > 0).select("asset", "minute", "cand", "first_us")
+        tr = tr.join(need, ["asset", "minute"])
         chunk = trailing(tr, ["asset"], p.chunk_s)
         tr = tr.mutate(
             n=tr.trade_id.count().over(chunk),
             n_buy=tr._buy.sum().over(chunk),
             n_base=tr.trade_id.count().over(trailing(tr, ["asset"], p.baseline_s + p.chunk_s)),
             low=tr.price.min().over(trailing(tr, ["asset"], p.rise_s)),
-            first_us=tr.ts_us.min().over(ibis.window(group_by=tr.asset)),
         )
-        chunks = p.baseline_s / p.chunk_s
         # a dead coin has no rate to compare with: its norm is floored at one trade per baseline
         base = ibis.greatest((tr.n_base - tr.n).cast("float64") / chunks, 1.0 / chunks)
         tr = tr.mutate(ratio=tr.n.cast("float64") / base, rise=tr.price / tr.low - 1.0)
+        # only candidate minutes: the windows of the history minutes before them are cut short
         hits = tr.filter(
-            (tr.ts_us - tr.first_us >= int(p.warmup_s * US))
+            (tr.cand > 0)
+            & (tr.ts_us - tr.first_us >= int(p.warmup_s * US))
             & (tr.ratio >= p.min_ratio)
             & (tr.n_buy >= p.min_rush)
             & (tr.n_buy.cast("float64") >= p.min_buy_share * tr.n.cast("float64"))
             & (tr.rise * 100 >= p.min_rise_pct)
         )
+        hits = hits.drop("minute", "cand", "first_us")
         hits = with_episodes(hits, ["asset"], p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by(["asset", "episode"]).aggregate(
             value=hits.ratio.max(),
