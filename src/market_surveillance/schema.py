@@ -931,6 +931,17 @@ def cast_select_sql(spec: TableSpec, present: Mapping[str, str] | Sequence[str],
     return f"SELECT {', '.join(parts)} FROM {relation_sql}"
 
 
+def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the table or view ``name`` (DuckDB refuses ``DROP VIEW`` on a table and vice versa)."""
+    found = con.execute(
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n "
+        "UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND NOT internal",
+        {"n": name},
+    ).fetchall()
+    for (kind,) in found:
+        con.execute(f"DROP {kind} IF EXISTS {_q(name)}")
+
+
 def register_dir(
     con: duckdb.DuckDBPyConnection,
     data_dir: str | Path,
@@ -949,9 +960,12 @@ def register_dir(
     con.execute("SET TimeZone = 'UTC'")
     out: dict[str, Screened] = {}
     problems: list[Problem] = []
+    from_csv: set[str] = set()
     for name in tables:
         spec = TABLES[name]
         path = find_table_file(data_dir, name)
+        if path is not None and path.suffix.lower() == ".csv":
+            from_csv.add(name)
         if path is None:
             if spec.required:
                 problems.append(Problem(str(Path(data_dir) / f"{name}.parquet"), None, "table file missing"))
@@ -970,9 +984,13 @@ def register_dir(
     if problems:
         raise SchemaError(problems)
     for name, s in out.items():
-        con.execute(
-            f"CREATE OR REPLACE VIEW {_q(name)} AS {cast_select_sql(TABLES[name], s.types, s.relation)}"
-        )
+        # A view over a CSV file re-parses the text (read as strings, then cast) in every query that reads
+        # it, and each rule reads its tables in several places: a CSV table is parsed and cast once into a
+        # temporary table (DuckDB spills it to disk when it outgrows the memory limit). Parquet stays a view:
+        # its scans are columnar and pushed down.
+        kind = "TEMP TABLE" if name in from_csv else "VIEW"
+        _drop_relation(con, name)
+        con.execute(f"CREATE {kind} {_q(name)} AS {cast_select_sql(TABLES[name], s.types, s.relation)}")
     return out
 
 
