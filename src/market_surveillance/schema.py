@@ -862,15 +862,27 @@ def screen_file(
     *,
     limits: Limits | None = None,
     quarantine: bool = False,
+    materialize: str | None = None,
 ) -> Screened:
-    """:func:`screen` over one canonical table file (CSV or Parquet)."""
+    """:func:`screen` over one canonical table file (CSV or Parquet).
+
+    With ``materialize`` (a temporary table name) a CSV file's text is read once into that table and the
+    checks scan it, instead of each check re-parsing the file.
+    """
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (not even a header)")
     cut = truncation_check(path)
+    relation = _raw_relation_sql(path)
+    if materialize and path.suffix.lower() == ".csv":
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(materialize)} AS SELECT * FROM {relation}")
+        except duckdb.Error as exc:
+            raise InputError(f"{path}: cannot read: {one_line(exc)}") from exc
+        relation = _q(materialize)
     return screen(
         con,
         TABLES[table],
-        _raw_relation_sql(path),
+        relation,
         str(path),
         limits=limits,
         quarantine=quarantine,
@@ -972,7 +984,14 @@ def register_dir(
             continue
         if validate:
             try:
-                s = screen_file(con, path, name, limits=limits, quarantine=quarantine)
+                s = screen_file(
+                    con,
+                    path,
+                    name,
+                    limits=limits,
+                    quarantine=quarantine,
+                    materialize=f"__raw_{name}" if name in from_csv else None,
+                )
             except SchemaError as exc:
                 problems.extend(exc.problems)
                 continue
@@ -991,6 +1010,8 @@ def register_dir(
         kind = "TEMP TABLE" if name in from_csv else "VIEW"
         _drop_relation(con, name)
         con.execute(f"CREATE {kind} {_q(name)} AS {cast_select_sql(TABLES[name], s.types, s.relation)}")
+        if name in from_csv:
+            con.execute(f"DROP TABLE IF EXISTS {_q('__raw_' + name)}")
     return out
 
 
