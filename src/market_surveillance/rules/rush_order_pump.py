@@ -26,7 +26,9 @@ class RushOrderPumpParams(Params):
         60.0, low=1.0, doc="trades in the chunk / the asset's mean trades per chunk over the baseline"
     )
     min_rush: int = param(10, low=1, doc="buyer-initiated trades (rush orders) in the chunk at least")
-    min_buy_share: float = param(0.5, low=0.0, high=1.0, doc="share of buyer-initiated trades in the chunk")
+    min_buy_share: float = param(
+        0.5, low=0.0, high=1.0, doc="share of buyer-initiated notional (price × qty) in the chunk"
+    )
     rise_s: int = param(300, low=1, doc="the price rise is measured from the low of this trailing span, s")
     min_rise_pct: float = param(
         3.0, low=0.0, closed="neither", doc="price of the deciding trade over that low, percent"
@@ -42,7 +44,8 @@ class RushOrderPump(Rule):
         At every trade of an asset: the trades of the trailing ``chunk_s`` (25 s) against the asset's mean
         per chunk over the trailing ``baseline_s`` (chunk excluded). Fires when that count is at least
         ``min_ratio`` times the norm, at least ``min_rush`` of them were buyer-initiated (market buy orders:
-        the "rush orders" of a pump crowd) and form at least ``min_buy_share`` of the chunk, and the price
+        the "rush orders" of a pump crowd) and carry at least ``min_buy_share`` of the chunk's notional (money,
+        not prints: sellers answering a crowd in many small prints do not hide it), and the price
         stands ``min_rise_pct`` % above its low of the trailing ``rise_s``. The decision is taken at the
         trade that completes these conditions (``detected_at``), reading nothing after it, so the same
         alert is raised by a batch run and by ``watch`` seconds after the pump starts. Hits closer than
@@ -68,8 +71,15 @@ class RushOrderPump(Rule):
     lookback = ("baseline_s", "chunk_s")
 
     def candidates(self, t: Tables, p: RushOrderPumpParams) -> ir.Table:
-        tr = t["trades"].select("trade_id", "ts", "ts_us", "asset", "price", "aggressor")
-        tr = tr.mutate(_buy=(tr.aggressor == "buy").cast("int64"), minute=tr.ts_us // MINUTE_US)
+        tr = t["trades"].select("trade_id", "ts", "ts_us", "asset", "price", "qty", "aggressor")
+        is_buy = (tr.aggressor == "buy").fill_null(False)
+        notional = (tr.price * tr.qty).cast("float64")
+        tr = tr.mutate(
+            _buy=is_buy.cast("int64"),
+            _notional=notional,
+            _buy_notional=ibis.ifelse(is_buy, notional, 0.0),
+            minute=tr.ts_us // MINUTE_US,
+        )
         chunks = p.baseline_s / p.chunk_s
         # The exact conditions need three trailing range windows per trade; over every trade of a liquid
         # asset they are most of the rule's cost, yet almost no trade can pass the rate test. One-minute bars
@@ -111,6 +121,8 @@ class RushOrderPump(Rule):
         tr = tr.mutate(
             n=tr.trade_id.count().over(chunk),
             n_buy=tr._buy.sum().over(chunk),
+            v=tr._notional.sum().over(chunk),
+            v_buy=tr._buy_notional.sum().over(chunk),
             n_base=tr.trade_id.count().over(trailing(tr, ["asset"], p.baseline_s + p.chunk_s)),
             low=tr.price.min().over(trailing(tr, ["asset"], p.rise_s)),
         )
@@ -123,7 +135,7 @@ class RushOrderPump(Rule):
             & (tr.ts_us - tr.first_us >= int(p.warmup_s * US))
             & (tr.ratio >= p.min_ratio)
             & (tr.n_buy >= p.min_rush)
-            & (tr.n_buy.cast("float64") >= p.min_buy_share * tr.n.cast("float64"))
+            & (tr.v_buy >= p.min_buy_share * tr.v)
             & (tr.rise * 100 >= p.min_rise_pct)
         )
         hits = hits.drop("minute", "cand", "first_us")
