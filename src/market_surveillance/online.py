@@ -27,6 +27,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ class OnlineState:
         """New and continued alerts of ``rule`` among ``alerts`` (its result on the trailing data at ``now``)."""
         gap = int(rule.episode_gap_s() * US)
         horizon = self.horizon_us(rule, span_us)
-        # evidence from here on had its whole lookback in view: results there are exact
+        # decisions from here on had their whole lookback in view: results there are exact
         exact_from = now - span_us - gap - 2 * self.step_us
         known = self.open.setdefault(rule.rule_id, {})
         changed: dict[str, dict[str, Any]] = {}
@@ -143,7 +144,7 @@ class OnlineState:
                 if upd != k:
                     known[k["alert_id"]] = upd
                     changed[k["alert_id"]] = upd
-            elif _us(a["window_end"]) >= exact_from and a["alert_id"] not in known:
+            elif _us(a["detected_at"]) >= exact_from and a["alert_id"] not in known:
                 known[a["alert_id"]] = a
                 changed[a["alert_id"]] = a
         # episodes whose end left the trailing data can no longer be continued: forget them
@@ -248,6 +249,35 @@ class DuckDBBuffer:
 
     def rows(self) -> int:
         return sum(self._rows.values())
+
+    def detach(self, rule: Rule, cut_us: int) -> Callable[[], pa.Table]:
+        """Pin a snapshot of the buffer as it is now; the returned job runs ``rule`` on it.
+
+        The job may run in another thread while batches keep being appended and pruned: it reads through
+        its own cursor inside a transaction, which sees the tables as they were when this was called.
+        """
+        import ibis
+
+        var = f"ms_cut_{rule.rule_id.lower()}"
+        cur = self.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute("BEGIN TRANSACTION")
+        for name in self.timed:  # a transaction's snapshot is taken at its first read, so read now
+            cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        cur.execute(f"SET VARIABLE {var} = {int(cut_us)}::BIGINT")
+        names = [*self.timed, *(n for n in self._tables[rule.rule_id] if n not in self.timed)]
+        rid = rule.rule_id.lower()
+
+        def job() -> pa.Table:
+            try:
+                backend = ibis.duckdb.from_connection(cur)
+                tables = {n: backend.table(f"{n}_{rid}" if n in self.timed else f"ms_{n}") for n in names}
+                return rule.execute(tables).alerts
+            finally:
+                cur.execute("COMMIT")
+                cur.close()
+
+        return job
 
     def run(self, rule: Rule, cut_us: int) -> pa.Table:
         from market_surveillance.alerts import finalize_alerts
@@ -405,6 +435,28 @@ class OutFile:
 # ---------------------------------------------------------------------------------------------
 # The driver
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Detached:
+    """A rule's run on a pinned snapshot at event time ``now``, in the worker thread."""
+
+    state: OnlineState
+    rule: Rule
+    now: int
+    span: int
+    future: Future[pa.Table]
+
+    @property
+    def decided_before(self) -> int:
+        """Decisions of this rule are taken up to the batch before this snapshot's."""
+        return self.now - self.span
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        return self.state.reconcile(self.rule, self.future.result(), self.now, self.span)
 
 
 @dataclass
@@ -590,6 +642,8 @@ def watch(
     last_part = time.monotonic()
     draining = False
     last_eval: dict[str, int] = {}
+    detached: dict[str, _Detached] = {}
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ms-detached")
 
     def pending_has_more(p: Mapping[str, pa.Table]) -> bool:
         # the last batch of a replay evaluates every rule (the day's decisions are complete)
@@ -666,31 +720,49 @@ def watch(
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
+                for rid in [rid for rid, job in detached.items() if job.done()]:
+                    changed.extend(detached.pop(rid).reconcile())
                 for rule in runnable:
                     every = int(rule.online_every_s * US)
-                    if every and now < last_eval.get(rule.rule_id, 0) + every and pending_has_more(pending):
+                    if pending_has_more(pending) and (
+                        (every and now < last_eval.get(rule.rule_id, 0) + every)
+                        or not rule.online_due(start, now)
+                    ):
                         continue
                     last_eval[rule.rule_id] = now
                     cut = now - state.horizon_us(rule, span)
                     t_rule = time.perf_counter()
-                    got = state.reconcile(rule, buffer.run(rule, cut), now, span)
+                    if every:
+                        # slow, rarely due rules (ML) run off the micro-batch path on a pinned snapshot; one
+                        # job per rule at a time, so a slow model holds the stream back instead of piling up
+                        if rule.rule_id in detached:
+                            changed.extend(detached.pop(rule.rule_id).reconcile())
+                        detached[rule.rule_id] = _Detached(
+                            state, rule, now, span, pool.submit(buffer.detach(rule, cut))
+                        )
+                    else:
+                        changed.extend(state.reconcile(rule, buffer.run(rule, cut), now, span))
                     rule_seconds[rule.rule_id] = time.perf_counter() - t_rule
-                    for r in got:
-                        if r["alert_id"] in result.alerts:
-                            continued += 1
-                        else:
-                            raised += 1
-                        result.alerts[r["alert_id"]] = r
-                    changed.extend(got)
+                if not pending_has_more(pending):
+                    for rid in list(detached):
+                        changed.extend(detached.pop(rid).reconcile())
+                for r in changed:
+                    if r["alert_id"] in result.alerts:
+                        continued += 1
+                    else:
+                        raised += 1
+                    result.alerts[r["alert_id"]] = r
                 state.watermark = now
+                # the watermark on record: every decision up to it is taken, detached ones included
+                durable = min([now] + [d.decided_before for d in detached.values()])
                 buffer.prune(now - state.max_horizon_us(span))
                 if changed or (store_sink is not None and not result.batches):
                     if store_sink is not None:
-                        store_sink.write(changed, now)
+                        store_sink.write(changed, durable)
                     if sink_out is not None:
-                        sink_out.write(changed, now)
+                        sink_out.write(changed, durable)
                 elif store_sink is not None:
-                    store_sink.advance(now)
+                    store_sink.advance(durable)
                 stats = BatchStats(
                     now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds
                 )
@@ -705,10 +777,13 @@ def watch(
                     if pause > 0:
                         time.sleep(pause)
     finally:
+        for d in detached.values():  # interrupted: the pinned snapshots are released, their alerts not raised
+            d.future.cancel()
+        pool.shutdown(wait=True)
         if store_sink is not None:
             store_sink.finish(result.stopped)
     if sink_out is not None and state.watermark is not None:
-        sink_out.write([], state.watermark)
+        sink_out.write([], min([state.watermark] + [d.decided_before for d in detached.values()]))
     return result
 
 

@@ -81,6 +81,8 @@ class SparkOnline:
         base = self._view(self.table)
         changed: list[dict[str, Any]] = []
         for rule in self.state.rules:
+            if not rule.online_due(start, now):
+                continue  # e.g. no fixing in this batch for MS018
             cut = now - self.state.horizon_us(rule, span)
             tables = {self.table: base.filter(base.ts_us > cut)}
             tables.update({n: self._view(n) for n in self.static})

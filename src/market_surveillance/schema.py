@@ -862,23 +862,25 @@ def screen_file(
     *,
     limits: Limits | None = None,
     quarantine: bool = False,
-    materialize: str | None = None,
+    load_text: bool = False,
 ) -> Screened:
     """:func:`screen` over one canonical table file (CSV or Parquet).
 
-    With ``materialize`` (a temporary table name) a CSV file's text is read once into that table and the
-    checks scan it, instead of each check re-parsing the file.
+    ``load_text`` parses a CSV file once into a DuckDB temp table (its text as read) that every check and
+    the returned relation then scan, instead of re-parsing the file per query: for callers that read the
+    accepted rows again (``detect``). Parquet is always scanned in place.
     """
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (not even a header)")
     cut = truncation_check(path)
     relation = _raw_relation_sql(path)
-    if materialize and path.suffix.lower() == ".csv":
+    if load_text and path.is_file() and path.suffix.lower() != ".parquet":
+        loaded = f"__ms_text_{table}"
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(materialize)} AS SELECT * FROM {relation}")
-        except duckdb.Error as exc:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {loaded} AS SELECT * FROM {relation}")
+        except duckdb.Error as exc:  # the same one line as a failing check query would give
             raise InputError(f"{path}: cannot read: {one_line(exc)}") from exc
-        relation = _q(materialize)
+        relation = loaded
     return screen(
         con,
         TABLES[table],
@@ -943,17 +945,6 @@ def cast_select_sql(spec: TableSpec, present: Mapping[str, str] | Sequence[str],
     return f"SELECT {', '.join(parts)} FROM {relation_sql}"
 
 
-def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop the table or view ``name`` (DuckDB refuses ``DROP VIEW`` on a table and vice versa)."""
-    found = con.execute(
-        "SELECT 'TABLE' FROM duckdb_tables() WHERE table_name = $n "
-        "UNION ALL SELECT 'VIEW' FROM duckdb_views() WHERE view_name = $n AND NOT internal",
-        {"n": name},
-    ).fetchall()
-    for (kind,) in found:
-        con.execute(f"DROP {kind} IF EXISTS {_q(name)}")
-
-
 def register_dir(
     con: duckdb.DuckDBPyConnection,
     data_dir: str | Path,
@@ -965,33 +956,24 @@ def register_dir(
 ) -> dict[str, Screened]:
     """Create one DuckDB view per table file in ``data_dir`` with canonical types; returns table → screening.
 
-    Views scan the files lazily, so tables larger than memory are never loaded whole (with ``quarantine``
-    and bad rows present the table is materialised once, tagged). ``validate=False`` trusts the files.
+    Views scan Parquet files lazily, so tables larger than memory are never loaded whole (with ``quarantine``
+    and bad rows present the table is materialised once, tagged); a validated CSV file is parsed once into a
+    temp table of its text (``screen_file(load_text=True)``). ``validate=False`` trusts the files.
     Raises :class:`SchemaError` listing every table's problems.
     """
     con.execute("SET TimeZone = 'UTC'")
     out: dict[str, Screened] = {}
     problems: list[Problem] = []
-    from_csv: set[str] = set()
     for name in tables:
         spec = TABLES[name]
         path = find_table_file(data_dir, name)
-        if path is not None and path.suffix.lower() == ".csv":
-            from_csv.add(name)
         if path is None:
             if spec.required:
                 problems.append(Problem(str(Path(data_dir) / f"{name}.parquet"), None, "table file missing"))
             continue
         if validate:
             try:
-                s = screen_file(
-                    con,
-                    path,
-                    name,
-                    limits=limits,
-                    quarantine=quarantine,
-                    materialize=f"__raw_{name}" if name in from_csv else None,
-                )
+                s = screen_file(con, path, name, limits=limits, quarantine=quarantine, load_text=True)
             except SchemaError as exc:
                 problems.extend(exc.problems)
                 continue
@@ -1003,15 +985,9 @@ def register_dir(
     if problems:
         raise SchemaError(problems)
     for name, s in out.items():
-        # A view over a CSV file re-parses the text (read as strings, then cast) in every query that reads
-        # it, and each rule reads its tables in several places: a CSV table is parsed and cast once into a
-        # temporary table (DuckDB spills it to disk when it outgrows the memory limit). Parquet stays a view:
-        # its scans are columnar and pushed down.
-        kind = "TEMP TABLE" if name in from_csv else "VIEW"
-        _drop_relation(con, name)
-        con.execute(f"CREATE {kind} {_q(name)} AS {cast_select_sql(TABLES[name], s.types, s.relation)}")
-        if name in from_csv:
-            con.execute(f"DROP TABLE IF EXISTS {_q('__raw_' + name)}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {_q(name)} AS {cast_select_sql(TABLES[name], s.types, s.relation)}"
+        )
     return out
 
 

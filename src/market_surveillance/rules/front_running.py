@@ -8,11 +8,10 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import (
     US,
-    account_trades,
     alert_rows,
-    asset_liquidity,
     one_account,
     with_episodes,
 )
@@ -82,6 +81,7 @@ class FrontRunning(Rule):
     threshold_param = "min_profit_bps"
     Params = FrontRunningParams
     requires = ("trades",)
+    reads = ("liquidity", "account_trades")
     needs_trade_accounts = True
     limitations = """
         Precision 0.60 and small_profit recall 1/10 on random worlds (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8, large print then
@@ -97,7 +97,7 @@ class FrontRunning(Rule):
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
         tr = tr.mutate(notional=tr.price * tr.qty)
-        liq = asset_liquidity(tr)
+        liq = intermediates.get(t, "liquidity")
         med = liq.select(
             "asset",
             "med_notional",
@@ -119,7 +119,7 @@ class FrontRunning(Rule):
             min_profit=big.min_profit,
             min_entry=big.min_entry,
         )
-        at = account_trades(tr)
+        at = intermediates.get(t, "account_trades")
         lead, ex = int(p.lead_s * US), int(p.exit_s * US)
         legs = big.join(
             at,
