@@ -43,6 +43,9 @@ from market_surveillance.schema import TABLES, DataProfile, conform
 
 US = 1_000_000
 TIMED = ("trades", "orders")
+#: trailing event time the shared norms (per-asset liquidity) are taken over, and how often they are rebuilt
+NORMS_S = 86_400
+NORMS_EVERY_S = 3_600
 STATIC = tuple(name for name in TABLES if name not in TIMED)
 
 
@@ -210,6 +213,28 @@ class DuckDBBuffer:
         self._rows = dict.fromkeys(self.timed, 0)
         self._sql: dict[str, str] = {}
         self._tables: dict[str, dict[str, ir.Table]] = {}
+        self._physical: dict[str, str] = {name: f"ms_{name}" for name in static}
+        # shared intermediates (per-asset norms): built once per refresh over the trailing NORMS_S, not by
+        # every rule over its own view (intermediates.needed / materialize, as the batch pipeline does)
+        from market_surveillance.rules import intermediates
+
+        self.shared = intermediates.needed(rules, dict.fromkeys([*self.timed, *static]))
+        self.norms_from: int | None = None
+        self._norm_sql: dict[str, str] = {}
+        if self.shared:
+            self.con.execute("SET VARIABLE ms_cut_norms = 0::BIGINT")
+            norm_views: dict[str, ir.Table] = {}
+            for name in self.timed:
+                self.con.execute(
+                    f'CREATE OR REPLACE VIEW "{name}_norms" AS SELECT * FROM "{name}" '
+                    "WHERE ts_us > getvariable('ms_cut_norms')"
+                )
+                norm_views[name] = self.backend.table(f"{name}_norms")
+            for name in self.shared:
+                expr = intermediates.INTERMEDIATES[name].build(norm_views)
+                self._norm_sql[name] = str(self.backend.compile(expr))
+                self._physical[name] = f"ms_i_{name}"
+                self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {self._norm_sql[name]}')
         for rule in rules:
             var = f"ms_cut_{rule.rule_id.lower()}"
             self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
@@ -221,8 +246,8 @@ class DuckDBBuffer:
                     f"WHERE ts_us > getvariable('{var}')"
                 )
                 views[name] = self.backend.table(view)
-            for name in static:
-                views[name] = self.backend.table(f"ms_{name}")
+            for name, physical in self._physical.items():
+                views[name] = self.backend.table(physical)
             self._tables[rule.rule_id] = views
             if type(rule).run is Rule.run and type(rule).execute is Rule.execute:
                 expr = rule.expression(views)
@@ -250,6 +275,18 @@ class DuckDBBuffer:
     def rows(self) -> int:
         return sum(self._rows.values())
 
+    def refresh_norms(self, now_us: int, every_us: int) -> bool:
+        """Rebuild the shared intermediates over the trailing :data:`NORMS_S` up to ``now_us`` when
+        ``every_us`` of event time passed since the last build (norms move slowly; a decision reads the
+        norms as of the last refresh, never data after it)."""
+        if not self.shared or (self.norms_from is not None and now_us < self.norms_from + every_us):
+            return False
+        self.con.execute(f"SET VARIABLE ms_cut_norms = {int(now_us - NORMS_S * US)}::BIGINT")
+        for name, sql in self._norm_sql.items():
+            self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {sql}')
+        self.norms_from = now_us
+        return True
+
     def detach(self, rule: Rule, cut_us: int) -> Callable[[], pa.Table]:
         """Pin a snapshot of the buffer as it is now; the returned job runs ``rule`` on it.
 
@@ -265,13 +302,13 @@ class DuckDBBuffer:
         for name in self.timed:  # a transaction's snapshot is taken at its first read, so read now
             cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
         cur.execute(f"SET VARIABLE {var} = {int(cut_us)}::BIGINT")
-        names = [*self.timed, *(n for n in self._tables[rule.rule_id] if n not in self.timed)]
         rid = rule.rule_id.lower()
+        physical = {n: f"{n}_{rid}" for n in self.timed} | self._physical
 
         def job() -> pa.Table:
             try:
                 backend = ibis.duckdb.from_connection(cur)
-                tables = {n: backend.table(f"{n}_{rid}" if n in self.timed else f"ms_{n}") for n in names}
+                tables = {n: backend.table(v) for n, v in physical.items()}
                 return rule.execute(tables).alerts
             finally:
                 cur.execute("COMMIT")
@@ -615,6 +652,10 @@ def watch(
     state.rules = runnable
     buffer = DuckDBBuffer(static, schemas, runnable)
 
+    def keep_us(span: int) -> int:
+        """Trailing event time the buffer keeps: the longest rule horizon, and the norms' window."""
+        return max(state.max_horizon_us(span), NORMS_S * US if buffer.shared else 0)
+
     # -- resume ------------------------------------------------------------------------------------
     sink_out = OutFile(Path(out)) if out is not None else None
     store_sink = _StoreSink(db, stream_key, runnable, config_path) if db is not None else None
@@ -631,7 +672,7 @@ def watch(
     if watermark is not None:
         result.resumed_from = watermark
         state.restore(prior, watermark)
-        context_from = watermark - state.max_horizon_us(0)
+        context_from = watermark - keep_us(0)
         batch, pending = _events_until(pending, watermark)
         for name, tab in batch.items():
             tab = tab.filter(pc.greater(tab["ts_us"], context_from))
@@ -717,6 +758,7 @@ def watch(
                     if name in buffer.timed:
                         buffer.append(name, tab)
                 span = now - start
+                buffer.refresh_norms(now, NORMS_EVERY_S * US)
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
@@ -755,7 +797,7 @@ def watch(
                 state.watermark = now
                 # the watermark on record: every decision up to it is taken, detached ones included
                 durable = min([now] + [d.decided_before for d in detached.values()])
-                buffer.prune(now - state.max_horizon_us(span))
+                buffer.prune(now - keep_us(span))
                 if changed or (store_sink is not None and not result.batches):
                     if store_sink is not None:
                         store_sink.write(changed, durable)

@@ -91,8 +91,9 @@ class FrontRunning(Rule):
         knowledge (who saw the client order) that trade data lacks. Large print now 30x the median, which
         restores the reference world's precision.
     """
-    # the size reference is the median notional of the data in view (a day): see docs/online.md
-    lookback = ("lead_s", "exit_s", 86_400)
+    # the size and profit references come from the shared ``liquidity`` norms (online: the trailing day as
+    # of the last refresh, docs/online.md), so the rule's own scan is only the lead and exit windows
+    lookback = ("lead_s", "exit_s")
 
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
