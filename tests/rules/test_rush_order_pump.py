@@ -55,12 +55,14 @@ def _first_decision(rows: list[dict], p: RushOrderPumpParams | None = None) -> f
         base = [x for x in rows if t - p.baseline_s - p.chunk_s <= x["ts"] <= t]
         rate = max((len(base) - len(chunk)) / (p.baseline_s / p.chunk_s), p.chunk_s / p.baseline_s)
         buys = sum(x["aggressor"] == "buy" for x in chunk)
+        notional = sum(x["price"] * x.get("qty", 1.0) for x in chunk)
+        buy_notional = sum(x["price"] * x.get("qty", 1.0) for x in chunk if x["aggressor"] == "buy")
         low = min(x["price"] for x in rows if t - p.rise_s <= x["ts"] <= t)
         if (
             t - rows[0]["ts"] >= p.warmup_s
             and len(chunk) / rate >= p.min_ratio
             and buys >= p.min_rush
-            and buys >= p.min_buy_share * len(chunk)
+            and buy_notional >= p.min_buy_share * notional
             and r["price"] / low - 1 >= p.min_rise_pct / 100
         ):
             return t
@@ -91,6 +93,27 @@ def test_rush_order_pump_just_under_thresholds_no_alert():
     assert _run(_background() + _rush(rise=p.min_rise_pct / 100 * 0.95)).num_rows == 0
     # a burst of selling is no pump
     assert _run(_background() + _rush(buy_every=3)).num_rows == 0
+
+
+def _answered_rush(buy_qty: float, sell_qty: float) -> list[dict]:
+    # the crowd's 30 buys over 20 s, each answered by two sells (sellers splitting into many small prints)
+    rush = [r | {"qty": buy_qty} for r in _rush()]
+    sells = [
+        {"ts": r["ts"] + 0.1 * k, "price": r["price"], "aggressor": "sell", "qty": sell_qty, "asset": "BTC-USD"}
+        for r in rush
+        for k in (1, 2)
+    ]
+    return rush + sells
+
+
+def test_rush_order_pump_buy_share_by_notional_counts_money_not_prints():
+    # sells outnumber buys two to one but move a fifth of the buyers' money: still a buying rush
+    rows = _background() + _answered_rush(buy_qty=5.0, sell_qty=0.5)
+    out = _run(rows)
+    assert out.num_rows == 1
+    assert out["detected_at"][0].as_py() == at(_first_decision(rows))
+    # the same prints with the money on the sell side: no pump
+    assert _run(_background() + _answered_rush(buy_qty=0.5, sell_qty=5.0)).num_rows == 0
 
 
 def test_rush_order_pump_before_warmup_no_alert():

@@ -21,8 +21,58 @@ import pandas as pd
 DEFAULT_MODEL = "iforest"
 
 
+class _IForest:
+    """PyOD's ``IForest`` without importing PyOD: scikit-learn's IsolationForest behind PyOD's interface.
+
+    The default model needs nothing else from PyOD, whose import pulls in its plotting and data helpers
+    (scipy.stats and more) on every run: ``bench/detect.py``'s fixed cost. Scores are PyOD's exactly: ``decision_scores_``
+    is minus scikit-learn's ``decision_function`` of the training data, ``detector_`` is the fitted forest.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_samples: str | int | float = "auto",
+        contamination: float = 0.1,
+        max_features: float = 1.0,
+        bootstrap: bool = False,
+        n_jobs: int = 1,
+        random_state: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.contamination = contamination
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X: np.ndarray, y: Any = None) -> _IForest:
+        from sklearn.ensemble import IsolationForest
+
+        self.detector_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            contamination=self.contamination,
+            max_features=self.max_features,
+            bootstrap=self.bootstrap,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        ).fit(X)
+        self.decision_scores_ = self.decision_function(X)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return -np.asarray(self.detector_.decision_function(X), dtype="float64").ravel()
+
+
 def _pyod_class(name: str) -> type:
     """The detector class of ``pyod.models.<name>`` (e.g. ``iforest`` → ``IForest``, ``lof`` → ``LOF``)."""
+    if name == DEFAULT_MODEL:
+        return _IForest
     from pyod.models.base import BaseDetector
 
     module = importlib.import_module(f"pyod.models.{name}")

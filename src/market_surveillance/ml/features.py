@@ -148,9 +148,11 @@ def _order_features(o: ir.Table) -> ir.Table:
         cancels=(o.event == "cancel").sum(),
         fills=(o.event == "fill").sum(),
     )
-    # cancel latency: first `new` and first `cancel` of each order
-    n1 = new.group_by("order_id").aggregate(new_us=new.ts_us.min())
+    # cancel latency: first `new` and first `cancel` of each order; only cancelled orders' `new` events are
+    # grouped (a fifth of them on the simulated days), the join below would drop the others anyway
     c1 = canc.group_by(["order_id", "account_id"]).aggregate(cancel_us=canc.ts_us.min())
+    newc = new.semi_join(c1, "order_id")
+    n1 = newc.group_by("order_id").aggregate(new_us=newc.ts_us.min())
     lat = c1.join(n1, "order_id")
     lat = lat.mutate(lat_s=(lat.cancel_us - lat.new_us).cast("float64") / US_PER_S)
     latency = lat.group_by("account_id").aggregate(

@@ -140,12 +140,18 @@ def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame,
         # analyst looks, against the whole population's medians
         n_explain = max(int(np.ceil(p.explain_share * len(X))), int(flagged.sum()))
         top = np.sort(np.argsort(-det.decision_scores_, kind="stable")[:n_explain])
-        Xs = X.iloc[top]
-        sentences, names = describe(
-            raw.iloc[top], contributions(det, Xs), top=p.top_features, medians=medians, reference=reference
-        )
-        out.loc[Xs.index, "top_features"] = [", ".join(n) for n in names]
-        out.loc[Xs.index, "explanation"] = sentences
+        if len(top):
+            # nothing to explain (no account outside the normal range, explain_share 0): no explainer built
+            Xs = X.iloc[top]
+            sentences, names = describe(
+                raw.iloc[top],
+                contributions(det, Xs),
+                top=p.top_features,
+                medians=medians,
+                reference=reference,
+            )
+            out.loc[Xs.index, "top_features"] = [", ".join(n) for n in names]
+            out.loc[Xs.index, "explanation"] = sentences
         threshold = det.threshold_
     # ties broken by account id (the index is sorted), so ranks are deterministic
     order = np.lexsort((np.arange(len(out)), -out["score"].to_numpy()))
@@ -295,7 +301,9 @@ class MLAnomaly(Rule):
     def candidates(self, t: Mapping[str, ir.Table], p: MLAnomalyParams) -> ir.Table:
         """The flagged accounts as an in-memory table with :data:`CANDIDATE_COLUMNS` (+ explanation)."""
         raw = self._raw(t, p)[0]
-        return ibis.memtable(raw.drop_columns([c for c in ("threshold", "detected_at") if c in raw.column_names]))
+        return ibis.memtable(
+            raw.drop_columns([c for c in ("threshold", "detected_at") if c in raw.column_names])
+        )
 
     def run(self, t: Mapping[str, ir.Table]) -> pa.Table:
         return self.execute(t).alerts
