@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# Each creates .venv with uv (installed from PyPI into the user site if missing) on the system Python.
+# Each creates .venv with uv (installed from PyPI into the user site if missing) on the system Python,
+# bytecode compiled at install (start-up would otherwise recompile every module where PYTHONDONTWRITEBYTECODE is set).
 PYTHON ?= python3
 VENV := .venv
 UV := $(PYTHON) -m uv
@@ -14,7 +15,7 @@ TEST_EXTRAS := dev,spark,notebook
 define venv
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --user --quiet uv
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(VENV)/bin/python -e ".[$(1)]"
+	$(UV) pip install --compile-bytecode --python $(VENV)/bin/python -e ".[$(1)]"
 endef
 
 $(DEMO_STAMP): pyproject.toml
