@@ -40,10 +40,17 @@ class FrontRunningParams(Params):
     )
     min_profit_bps: float = param(5.0, low=0.0, doc="absolute floor of the profit, basis points")
     min_entry_multiple: float = param(
-        1.0, low=0.0, doc="entry (taken ahead of the print) notional vs the asset's median trade notional"
+        5.0, low=0.0, doc="entry (taken ahead of the print) notional vs the asset's median trade notional"
     )
     min_entry_notional: float = param(100.0, low=0.0, doc="absolute floor of the entry notional")
     min_exit_share: float = param(0.5, low=0.0, high=1.0, doc="exit qty at least this share of the entry qty")
+    max_undo_share: float = param(
+        0.5,
+        low=0.0,
+        high=1.0,
+        doc="opposite-side qty the account trades before the print (lead window, any venue) at most this "
+        "share of its entry: an account flat or short ahead of a buy print was not positioned for it",
+    )
     same_venue_entry: bool = param(
         True, doc="the entry is on the venue of the large print (where the flow lands)"
     )
@@ -137,25 +144,31 @@ class FrontRunning(Rule):
         if p.same_venue_entry:
             is_entry = is_entry & (legs.venue == legs.big_venue)
         is_exit = (legs.side != legs.d) & (legs.ts_us > legs.big_us)
-        legs = legs.filter(is_entry | is_exit).mutate(entry=is_entry)
+        # the other side before the print (any venue, any role) undoes the entry: the account was not
+        # positioned for the print, it was trading both ways as it always does
+        is_undo = (legs.side != legs.d) & (legs.ts_us < legs.big_us)
+        legs = legs.filter(is_entry | is_exit | is_undo).mutate(entry=is_entry, ex=is_exit)
         pq = legs.price * legs.qty
         g = legs.group_by(
             ["account_id", "asset", "big_id", "big_us", "big_ts", "d", "min_profit", "min_entry"]
         ).aggregate(
             entry_pq=pq.sum(where=legs.entry),
             entry_q=legs.qty.sum(where=legs.entry),
-            exit_pq=pq.sum(where=~legs.entry),
-            exit_q=legs.qty.sum(where=~legs.entry),
-            first=legs.ts.min(),
-            last=legs.ts.max(),
-            trade_ids=legs.trade_id.collect(),
+            exit_pq=pq.sum(where=legs.ex),
+            exit_q=legs.qty.sum(where=legs.ex),
+            undo_q=legs.qty.sum(where=~legs.entry & ~legs.ex),
+            first=legs.ts.min(where=legs.entry | legs.ex),
+            last=legs.ts.max(where=legs.entry | legs.ex),
+            trade_ids=legs.trade_id.collect(where=legs.entry | legs.ex),
         )
-        # a position taken ahead of the print and (mostly) closed after it: a round trip of some size
+        # a position taken ahead of the print, held into it and (mostly) closed after it: a round trip of
+        # some size
         g = g.filter(
             g.entry_q.notnull()
             & g.exit_q.notnull()
             & (g.entry_pq >= g.min_entry)
             & (g.exit_q >= g.entry_q * p.min_exit_share)
+            & (g.undo_q.fill_null(0.0) <= g.entry_q * p.max_undo_share)
         )
         entry_px = g.entry_pq / g.entry_q
         exit_px = g.exit_pq / g.exit_q
