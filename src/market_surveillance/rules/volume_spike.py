@@ -32,18 +32,27 @@ class VolumeSpikeParams(Params):
         high=1.0,
         doc="recent notional at least this share of the asset's average daily volume",
     )
-    min_notional: float = param(
-        100_000.0, low=0.0, doc="absolute floor of the recent notional, quote currency"
+    min_notional_multiple: float = param(
+        110.0, low=0.0, doc="recent notional at least this many of the asset's median trade notional"
     )
+    min_notional: float = param(1_000.0, low=0.0, doc="absolute floor of the recent notional, quote currency")
     min_baseline_adv_share: float = param(
         0.0, low=0.0, high=1.0, doc="floor of the baseline per short window, share of the asset's ADV"
     )
-    min_baseline: float = param(10_000.0, low=0.0, doc="absolute floor of the baseline per short window")
+    min_baseline_multiple: float = param(
+        10.0, low=0.0, doc="floor of the baseline per short window, in the asset's median trade notionals"
+    )
+    min_baseline: float = param(100.0, low=0.0, doc="absolute floor of the baseline per short window")
     min_prior_trades: int = param(
         1,
         low=1,
         doc="trades of the account on the asset in the baseline window: a norm needs a history "
         "(an account new to the asset is account_deviation's matter)",
+    )
+    initiated_only: bool = param(
+        True,
+        doc="count only the trades the account initiated (took liquidity; all of them where the tape has "
+        "no aggressor): a market maker filled by someone else's burst did not decide that volume",
     )
     episode_gap_s: int = param(1800, low=1, doc="hits further apart start a new episode, seconds")
 
@@ -135,12 +144,20 @@ class VolumeSpike(Rule):
         tr = t["trades"]
         data_start = tr.ts_us.min().as_scalar()
         legs = account_trades(tr)
+        if p.initiated_only:
+            legs = legs.filter(legs.aggressive.fill_null(True))
         liq = asset_liquidity(tr)
         # the floors in the instrument's own units: a share of its ADV, never under the absolute floors
         liq = liq.select(
             "asset",
-            floor_n=ibis.greatest(liq.adv * p.min_adv_share, p.min_notional),
-            floor_b=ibis.greatest(liq.adv * p.min_baseline_adv_share, p.min_baseline),
+            floor_n=ibis.greatest(
+                liq.adv * p.min_adv_share, liq.med_notional * p.min_notional_multiple, p.min_notional
+            ),
+            floor_b=ibis.greatest(
+                liq.adv * p.min_baseline_adv_share,
+                liq.med_notional * p.min_baseline_multiple,
+                p.min_baseline,
+            ),
         )
         at = legs.mutate(notional=legs.price * legs.qty).join(liq, "asset")
         at = at.semi_join(_candidate_accounts(at, data_start, p), ["account_id", "asset"])
