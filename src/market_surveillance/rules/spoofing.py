@@ -21,9 +21,9 @@ from market_surveillance.rules.registry import register
 
 @dataclass(frozen=True)
 class SpoofingParams(Params):
-    size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median new-order qty")
+    size_multiple: float = param(5.0, low=1.0, doc="order qty vs the asset's median new-order qty")
     min_notional_multiple: float = param(
-        10.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
+        6.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
     )
     min_notional: float = param(500.0, low=0.0, doc="absolute floor of the order notional, quote currency")
     max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
