@@ -105,10 +105,10 @@ def test_front_running_ordinary_size_entry_no_alert():
 def test_front_running_entry_undone_before_the_print_no_alert():
     # F buys 10,000 USD, then sells 6,000 of it (any venue) before the print: it was not positioned for it
     undo = {**_leg(990, "sell", 100.0, "FUNDO", qty=60.0), "venue": "EXB"}
-    assert _run(BACKGROUND + [*_case(), undo]).num_rows == 0
+    assert _run([*BACKGROUND, *_case(), undo]).num_rows == 0
     # selling 4,000 of it (40 %, under max_undo_share) still leaves it holding the position into the print
     keep = {**undo, "qty": 40.0}
-    assert _run(BACKGROUND + [*_case(), keep]).num_rows == 1
+    assert _run([*BACKGROUND, *_case(), keep]).num_rows == 1
 
 
 def test_front_running_print_by_unknown_account_found():

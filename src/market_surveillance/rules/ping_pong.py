@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import alert_rows, trailing, with_episodes
+from market_surveillance.rules._common import account_trades, alert_rows, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -18,6 +18,20 @@ class PingPongParams(Params):
     window_s: int = param(300, low=1, doc="trailing window, seconds")
     min_trades: int = param(6, low=2, doc="trades between the pair within the window")
     min_alternations: int = param(3, low=1, doc="direction changes within the window")
+    long_window_s: int = param(
+        3600,
+        low=0,
+        doc="a second, longer trailing window for loops spread out over the hour, seconds (0: off); "
+        "a pair hit only there must also trade mostly with each other (min_pair_share)",
+    )
+    min_pair_share: float = param(
+        0.5,
+        low=0.0,
+        high=1.0,
+        closed="right",
+        doc="long window: for both accounts, trades with the other at least this share of their trades on "
+        "the book that day (a market maker and its busy client: a small share of the maker's)",
+    )
     episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
 
 
@@ -66,15 +80,46 @@ class PingPong(Rule):
         tr = tr.mutate(flip=(tr.d != tr.d.lag().over(w)).fill_null(False).cast("int64"))
         tw = trailing(tr, keys, p.window_s)
         tr = tr.mutate(n=tr.trade_id.count().over(tw), flips=tr.flip.sum().over(tw))
-        hits = tr.filter((tr.n >= p.min_trades) & (tr.flips >= p.min_alternations))
+        short = (tr.n >= p.min_trades) & (tr.flips >= p.min_alternations)
+        if p.long_window_s > p.window_s:
+            # spread-out loops: the same counts over the hour, for a pair that trades mostly with each other
+            # on the book (a market maker and its busy client meet often, but the client is a small share
+            # of the maker's trading); shares over the data in view, as the other rules' norms
+            tl = trailing(tr, keys, p.long_window_s)
+            tr = tr.mutate(n_l=tr.trade_id.count().over(tl), flips_l=tr.flip.sum().over(tl))
+            tr = tr.mutate(short=short, long=(tr.n_l >= p.min_trades) & (tr.flips_l >= p.min_alternations))
+            pairs = tr.filter(tr.long & ~tr.short)
+            pairs = pairs.group_by(keys).aggregate(n_first=pairs.trade_id.count())
+            pn = tr.semi_join(pairs, keys).group_by(keys).aggregate(n_pair=tr.trade_id.count())
+            legs = account_trades(t["trades"])
+            per = legs.group_by(["account_id", "asset", "venue"]).aggregate(n_acct=legs.count())
+            for who in ("a", "b"):
+                r = per.select(
+                    **{f"r_{who}": per.account_id, f"ra_{who}": per.asset, f"rv_{who}": per.venue},
+                    **{f"n_{who}": per.n_acct},
+                )
+                pn = pn.join(
+                    r,
+                    [pn[f"acc_{who}"] == r[f"r_{who}"], pn.asset == r[f"ra_{who}"], pn.venue == r[f"rv_{who}"]],
+                )
+            share = ibis.least(pn.n_pair / pn.n_a, pn.n_pair / pn.n_b)
+            mostly = pn.filter(share >= p.min_pair_share).select(*keys).mutate(mostly=True)
+            tr = tr.left_join(mostly, keys).drop(*(f"{k}_right" for k in keys))
+            tr = tr.mutate(n=ibis.ifelse(tr.short, tr.n, tr.n_l))
+            hits = tr.filter(tr.short | (tr.long & tr.mostly.fill_null(False)))
+            hits = hits.mutate(
+                lb=ibis.ifelse(hits.short, p.window_s, p.long_window_s).cast("int64") * 1_000_000
+            )
+        else:
+            hits = tr.filter(short).mutate(lb=ibis.literal(p.window_s * 1_000_000, type="int64"))
         hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.n.max(),
-            first_hit=hits.ts_us.min(),
+            ev_from=(hits.ts_us - hits.lb).min(),
             detected_at=hits.ts.min(),
             window_end=hits.ts.max(),
         )
-        # the evidence is every pair trade from the window before the first hit to the last hit
+        # the evidence is every pair trade from the (short or long) window before a hit to the last hit
         ev = tr.join(
             g,
             [
@@ -82,7 +127,7 @@ class PingPong(Rule):
                 tr.acc_b == g.acc_b,
                 tr.asset == g.asset,
                 tr.venue == g.venue,
-                tr.ts_us >= g.first_hit - p.window_s * 1_000_000,
+                tr.ts_us >= g.ev_from,
                 tr.ts <= g.window_end,
             ],
         )
