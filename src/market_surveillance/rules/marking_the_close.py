@@ -37,13 +37,13 @@ class MarkingTheCloseParams(Params):
         "push each measured over their own span)",
     )
     move_multiple: float = param(
-        3.5,
+        2.5,
         low=1.0,
         doc="price move over the window vs the asset's median move over windows of that length",
     )
     min_move_bps: float = param(10.0, low=0.0, doc="absolute floor of the move, basis points")
     volume_multiple: float = param(
-        2.0, low=0.0, doc="window notional vs the asset's median notional per window of that length"
+        1.0, low=0.0, doc="window notional vs the asset's median notional per window of that length"
     )
     min_direction_share: float = param(
         0.65,
