@@ -111,3 +111,55 @@ def test_registry_refuses_duplicate_and_reserved_ids():
     fresh = type("Fresh", (taken,), {"rule_id": "MS999", "name": taken.name})
     with pytest.raises(ValueError, match="duplicate rule"):
         register(fresh)
+
+
+class _Recording(dict):
+    """A tables mapping that records which names a rule looks up (``in`` or ``[]``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        self.asked.add(str(name))
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str):
+        self.asked.add(name)
+        return super().__getitem__(name)
+
+
+@pytest.mark.parametrize("cls", RULES, ids=IDS)
+def test_rule_reads_exactly_the_intermediates_it_declares(cls: type[Rule]):
+    from market_surveillance.rules.intermediates import INTERMEDIATES
+
+    _, tables, _ = from_arrow(mini_dataset())
+    rec = _Recording(tables)
+    cls().execute(rec)
+    assert set(cls.reads) <= set(INTERMEDIATES), f"{cls.name} declares unknown intermediates"
+    assert rec.asked & set(INTERMEDIATES) == set(cls.reads), (
+        f"{cls.name} reads {sorted(rec.asked & set(INTERMEDIATES))} but declares {sorted(cls.reads)}"
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_world():
+    from market_surveillance.simulate import simulate
+
+    _, tables, _ = from_arrow(simulate(7, scale="small"))
+    return tables
+
+
+@pytest.mark.parametrize("cls", [c for c in RULES if c.reads], ids=[c.name for c in RULES if c.reads])
+def test_rule_same_alerts_on_materialised_intermediates(cls: type[Rule], reference_world):
+    from market_surveillance.rules import intermediates
+
+    tables = reference_world
+    rule = cls()
+    plain = rule.run(tables)
+    mat = intermediates.materialize(tables, cls.reads)
+    try:
+        shared = rule.run({**tables, **mat})
+    finally:
+        intermediates.release(mat)
+    assert shared.equals(plain)

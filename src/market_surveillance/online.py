@@ -27,6 +27,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ from market_surveillance.schema import TABLES, DataProfile, conform
 
 US = 1_000_000
 TIMED = ("trades", "orders")
+#: trailing event time the shared norms (per-asset liquidity) are taken over, and how often they are rebuilt
+NORMS_S = 86_400
+NORMS_EVERY_S = 3_600
 STATIC = tuple(name for name in TABLES if name not in TIMED)
 
 
@@ -123,7 +127,7 @@ class OnlineState:
         """New and continued alerts of ``rule`` among ``alerts`` (its result on the trailing data at ``now``)."""
         gap = int(rule.episode_gap_s() * US)
         horizon = self.horizon_us(rule, span_us)
-        # evidence from here on had its whole lookback in view: results there are exact
+        # decisions from here on had their whole lookback in view: results there are exact
         exact_from = now - span_us - gap - 2 * self.step_us
         known = self.open.setdefault(rule.rule_id, {})
         changed: dict[str, dict[str, Any]] = {}
@@ -143,7 +147,7 @@ class OnlineState:
                 if upd != k:
                     known[k["alert_id"]] = upd
                     changed[k["alert_id"]] = upd
-            elif _us(a["window_end"]) >= exact_from and a["alert_id"] not in known:
+            elif _us(a["detected_at"]) >= exact_from and a["alert_id"] not in known:
                 known[a["alert_id"]] = a
                 changed[a["alert_id"]] = a
         # episodes whose end left the trailing data can no longer be continued: forget them
@@ -209,6 +213,28 @@ class DuckDBBuffer:
         self._rows = dict.fromkeys(self.timed, 0)
         self._sql: dict[str, str] = {}
         self._tables: dict[str, dict[str, ir.Table]] = {}
+        self._physical: dict[str, str] = {name: f"ms_{name}" for name in static}
+        # shared intermediates (per-asset norms): built once per refresh over the trailing NORMS_S, not by
+        # every rule over its own view (intermediates.needed / materialize, as the batch pipeline does)
+        from market_surveillance.rules import intermediates
+
+        self.shared = intermediates.needed(rules, dict.fromkeys([*self.timed, *static]))
+        self.norms_from: int | None = None
+        self._norm_sql: dict[str, str] = {}
+        if self.shared:
+            self.con.execute("SET VARIABLE ms_cut_norms = 0::BIGINT")
+            norm_views: dict[str, ir.Table] = {}
+            for name in self.timed:
+                self.con.execute(
+                    f'CREATE OR REPLACE VIEW "{name}_norms" AS SELECT * FROM "{name}" '
+                    "WHERE ts_us > getvariable('ms_cut_norms')"
+                )
+                norm_views[name] = self.backend.table(f"{name}_norms")
+            for name in self.shared:
+                expr = intermediates.INTERMEDIATES[name].build(norm_views)
+                self._norm_sql[name] = str(self.backend.compile(expr))
+                self._physical[name] = f"ms_i_{name}"
+                self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {self._norm_sql[name]}')
         for rule in rules:
             var = f"ms_cut_{rule.rule_id.lower()}"
             self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
@@ -220,8 +246,8 @@ class DuckDBBuffer:
                     f"WHERE ts_us > getvariable('{var}')"
                 )
                 views[name] = self.backend.table(view)
-            for name in static:
-                views[name] = self.backend.table(f"ms_{name}")
+            for name, physical in self._physical.items():
+                views[name] = self.backend.table(physical)
             self._tables[rule.rule_id] = views
             if type(rule).run is Rule.run and type(rule).execute is Rule.execute:
                 expr = rule.expression(views)
@@ -248,6 +274,47 @@ class DuckDBBuffer:
 
     def rows(self) -> int:
         return sum(self._rows.values())
+
+    def refresh_norms(self, now_us: int, every_us: int) -> bool:
+        """Rebuild the shared intermediates over the trailing :data:`NORMS_S` up to ``now_us`` when
+        ``every_us`` of event time passed since the last build (norms move slowly; a decision reads the
+        norms as of the last refresh, never data after it)."""
+        if not self.shared or (self.norms_from is not None and now_us < self.norms_from + every_us):
+            return False
+        self.con.execute(f"SET VARIABLE ms_cut_norms = {int(now_us - NORMS_S * US)}::BIGINT")
+        for name, sql in self._norm_sql.items():
+            self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {sql}')
+        self.norms_from = now_us
+        return True
+
+    def detach(self, rule: Rule, cut_us: int) -> Callable[[], pa.Table]:
+        """Pin a snapshot of the buffer as it is now; the returned job runs ``rule`` on it.
+
+        The job may run in another thread while batches keep being appended and pruned: it reads through
+        its own cursor inside a transaction, which sees the tables as they were when this was called.
+        """
+        import ibis
+
+        var = f"ms_cut_{rule.rule_id.lower()}"
+        cur = self.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute("BEGIN TRANSACTION")
+        for name in self.timed:  # a transaction's snapshot is taken at its first read, so read now
+            cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        cur.execute(f"SET VARIABLE {var} = {int(cut_us)}::BIGINT")
+        rid = rule.rule_id.lower()
+        physical = {n: f"{n}_{rid}" for n in self.timed} | self._physical
+
+        def job() -> pa.Table:
+            try:
+                backend = ibis.duckdb.from_connection(cur)
+                tables = {n: backend.table(v) for n, v in physical.items()}
+                return rule.execute(tables).alerts
+            finally:
+                cur.execute("COMMIT")
+                cur.close()
+
+        return job
 
     def run(self, rule: Rule, cut_us: int) -> pa.Table:
         from market_surveillance.alerts import finalize_alerts
@@ -408,6 +475,28 @@ class OutFile:
 
 
 @dataclass
+class _Detached:
+    """A rule's run on a pinned snapshot at event time ``now``, in the worker thread."""
+
+    state: OnlineState
+    rule: Rule
+    now: int
+    span: int
+    future: Future[pa.Table]
+
+    @property
+    def decided_before(self) -> int:
+        """Decisions of this rule are taken up to the batch before this snapshot's."""
+        return self.now - self.span
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        return self.state.reconcile(self.rule, self.future.result(), self.now, self.span)
+
+
+@dataclass
 class BatchStats:
     """One micro-batch: its event-time end, events, alerts raised/continued and wall seconds."""
 
@@ -563,6 +652,10 @@ def watch(
     state.rules = runnable
     buffer = DuckDBBuffer(static, schemas, runnable)
 
+    def keep_us(span: int) -> int:
+        """Trailing event time the buffer keeps: the longest rule horizon, and the norms' window."""
+        return max(state.max_horizon_us(span), NORMS_S * US if buffer.shared else 0)
+
     # -- resume ------------------------------------------------------------------------------------
     sink_out = OutFile(Path(out)) if out is not None else None
     store_sink = _StoreSink(db, stream_key, runnable, config_path) if db is not None else None
@@ -579,7 +672,7 @@ def watch(
     if watermark is not None:
         result.resumed_from = watermark
         state.restore(prior, watermark)
-        context_from = watermark - state.max_horizon_us(0)
+        context_from = watermark - keep_us(0)
         batch, pending = _events_until(pending, watermark)
         for name, tab in batch.items():
             tab = tab.filter(pc.greater(tab["ts_us"], context_from))
@@ -590,6 +683,8 @@ def watch(
     last_part = time.monotonic()
     draining = False
     last_eval: dict[str, int] = {}
+    detached: dict[str, _Detached] = {}
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ms-detached")
 
     def pending_has_more(p: Mapping[str, pa.Table]) -> bool:
         # the last batch of a replay evaluates every rule (the day's decisions are complete)
@@ -663,34 +758,53 @@ def watch(
                     if name in buffer.timed:
                         buffer.append(name, tab)
                 span = now - start
+                buffer.refresh_norms(now, NORMS_EVERY_S * US)
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
+                for rid in [rid for rid, job in detached.items() if job.done()]:
+                    changed.extend(detached.pop(rid).reconcile())
                 for rule in runnable:
                     every = int(rule.online_every_s * US)
-                    if every and now < last_eval.get(rule.rule_id, 0) + every and pending_has_more(pending):
+                    if pending_has_more(pending) and (
+                        (every and now < last_eval.get(rule.rule_id, 0) + every)
+                        or not rule.online_due(start, now)
+                    ):
                         continue
                     last_eval[rule.rule_id] = now
                     cut = now - state.horizon_us(rule, span)
                     t_rule = time.perf_counter()
-                    got = state.reconcile(rule, buffer.run(rule, cut), now, span)
+                    if every:
+                        # slow, rarely due rules (ML) run off the micro-batch path on a pinned snapshot; one
+                        # job per rule at a time, so a slow model holds the stream back instead of piling up
+                        if rule.rule_id in detached:
+                            changed.extend(detached.pop(rule.rule_id).reconcile())
+                        detached[rule.rule_id] = _Detached(
+                            state, rule, now, span, pool.submit(buffer.detach(rule, cut))
+                        )
+                    else:
+                        changed.extend(state.reconcile(rule, buffer.run(rule, cut), now, span))
                     rule_seconds[rule.rule_id] = time.perf_counter() - t_rule
-                    for r in got:
-                        if r["alert_id"] in result.alerts:
-                            continued += 1
-                        else:
-                            raised += 1
-                        result.alerts[r["alert_id"]] = r
-                    changed.extend(got)
+                if not pending_has_more(pending):
+                    for rid in list(detached):
+                        changed.extend(detached.pop(rid).reconcile())
+                for r in changed:
+                    if r["alert_id"] in result.alerts:
+                        continued += 1
+                    else:
+                        raised += 1
+                    result.alerts[r["alert_id"]] = r
                 state.watermark = now
-                buffer.prune(now - state.max_horizon_us(span))
+                # the watermark on record: every decision up to it is taken, detached ones included
+                durable = min([now] + [d.decided_before for d in detached.values()])
+                buffer.prune(now - keep_us(span))
                 if changed or (store_sink is not None and not result.batches):
                     if store_sink is not None:
-                        store_sink.write(changed, now)
+                        store_sink.write(changed, durable)
                     if sink_out is not None:
-                        sink_out.write(changed, now)
+                        sink_out.write(changed, durable)
                 elif store_sink is not None:
-                    store_sink.advance(now)
+                    store_sink.advance(durable)
                 stats = BatchStats(
                     now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds
                 )
@@ -705,10 +819,13 @@ def watch(
                     if pause > 0:
                         time.sleep(pause)
     finally:
+        for d in detached.values():  # interrupted: the pinned snapshots are released, their alerts not raised
+            d.future.cancel()
+        pool.shutdown(wait=True)
         if store_sink is not None:
             store_sink.finish(result.stopped)
     if sink_out is not None and state.watermark is not None:
-        sink_out.write([], state.watermark)
+        sink_out.write([], min([state.watermark] + [d.decided_before for d in detached.values()]))
     return result
 
 

@@ -19,7 +19,8 @@ import ibis
 import pyarrow as pa
 
 from market_surveillance.alerts import ALERT_SCHEMA
-from market_surveillance.online import US, OnlineState
+from market_surveillance.online import NORMS_S, US, OnlineState
+from market_surveillance.rules import intermediates
 from market_surveillance.rules.base import Rule
 
 Sink = Callable[[list[dict[str, Any]], int], None]
@@ -71,21 +72,33 @@ class SparkOnline:
             return
         prev = self.state.watermark
         now = max(int(mx), prev or 0)
-        start = prev if prev is not None else int(df.agg(sf.min("ts_us")).collect()[0][0]) - self.state.step_us
+        start = (
+            prev if prev is not None else int(df.agg(sf.min("ts_us")).collect()[0][0]) - self.state.step_us
+        )
         span = now - start
         buf = df if self.buffer is None else self.buffer.unionByName(df)
         # the buffer's lineage would grow with every batch: materialise it (executor memory, no disk)
-        buf = buf.filter(sf.col("ts_us") > now - self.state.max_horizon_us(span)).localCheckpoint()
+        keep = max(self.state.max_horizon_us(span), NORMS_S * US)
+        buf = buf.filter(sf.col("ts_us") > now - keep).localCheckpoint()
         self.buffer = buf
         buf.createOrReplaceGlobalTempView(f"ms_online_{self.table}")
         base = self._view(self.table)
         changed: list[dict[str, Any]] = []
-        for rule in self.state.rules:
-            cut = now - self.state.horizon_us(rule, span)
-            tables = {self.table: base.filter(base.ts_us > cut)}
-            tables.update({n: self._view(n) for n in self.static})
-            alerts = rule.run(tables)
-            changed.extend(self.state.reconcile(rule, alerts, now, span))
+        # per-asset norms over the trailing day, once per batch for every rule (as watch does)
+        whole = {self.table: base.filter(base.ts_us > now - NORMS_S * US)}
+        whole.update({n: self._view(n) for n in self.static})
+        norms = intermediates.materialize(whole, intermediates.needed(self.state.rules, whole))
+        try:
+            for rule in self.state.rules:
+                if not rule.online_due(start, now):
+                    continue  # e.g. no fixing in this batch for MS018
+                cut = now - self.state.horizon_us(rule, span)
+                tables = {self.table: base.filter(base.ts_us > cut)}
+                tables.update({n: self._view(n) for n in self.static})
+                alerts = rule.run({**tables, **norms})
+                changed.extend(self.state.reconcile(rule, alerts, now, span))
+        finally:
+            intermediates.release(norms)
         self.state.watermark = now
         self.sink(changed, now)
 

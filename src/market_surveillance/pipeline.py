@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from market_surveillance.alerts import ALERT_SCHEMA
 from market_surveillance.io.canonical import OpenedSource
+from market_surveillance.rules import intermediates
 from market_surveillance.rules.base import Rule
 from market_surveillance.rules.config import build_rules, load_config
 from market_surveillance.schema import DataProfile, InputError, Limits, date_window
@@ -40,6 +41,8 @@ class DetectResult:
     input_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     #: the rules that ran, with the params they ran with (what the store records as rule_versions)
     rules: list[Rule] = field(default_factory=list)
+    #: seconds spent materialising each shared intermediate (once per run, before the first rule)
+    intermediates_s: dict[str, float] = field(default_factory=dict)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [r.__dict__.copy() for r in self.runs]
@@ -52,30 +55,46 @@ def run_rules(
     *,
     on_rule: Callable[[Rule], None] | None = None,
 ) -> DetectResult:
-    """Run each rule that can run on the data; rules that cannot are recorded as skipped with why."""
+    """Run each rule that can run on the data; rules that cannot are recorded as skipped with why.
+
+    The shared intermediates the runnable rules read (:mod:`market_surveillance.rules.intermediates`) are
+    materialised once, before the first rule, and released after the last.
+    """
     results: list[pa.Table] = []
     runs: list[RuleRun] = []
     ran: list[Rule] = []
     result_scores = None
-    for rule in rules:
-        if on_rule is not None:
-            on_rule(rule)
-        reason = rule.skip_reason(profile)
-        run = RuleRun(
-            rule.rule_id, rule.name, str(rule.typology), "skipped" if reason else "ran", reason=reason or ""
-        )
-        if reason is None:
+    reasons = {id(rule): rule.skip_reason(profile) for rule in rules}
+    runnable = [rule for rule in rules if reasons[id(rule)] is None]
+    shared: dict[str, ir.Table] = {}
+    shared_s: dict[str, float] = {}
+    try:
+        for name in intermediates.needed(runnable, tables):
             start = time.perf_counter()
-            out = rule.execute(tables)
-            run.seconds = time.perf_counter() - start
-            run.alerts = out.alerts.num_rows
-            results.append(out.alerts)
-            if "ml_scores" in out.side:
-                result_scores = out.side["ml_scores"]
-            ran.append(rule)
-        runs.append(run)
+            shared.update(intermediates.materialize(tables, [name]))
+            shared_s[name] = time.perf_counter() - start
+        with_shared = {**tables, **shared}
+        for rule in rules:
+            if on_rule is not None:
+                on_rule(rule)
+            reason = reasons[id(rule)]
+            run = RuleRun(
+                rule.rule_id, rule.name, str(rule.typology), "skipped" if reason else "ran", reason=reason or ""
+            )
+            if reason is None:
+                start = time.perf_counter()
+                out = rule.execute(with_shared)
+                run.seconds = time.perf_counter() - start
+                run.alerts = out.alerts.num_rows
+                results.append(out.alerts)
+                if "ml_scores" in out.side:
+                    result_scores = out.side["ml_scores"]
+                ran.append(rule)
+            runs.append(run)
+    finally:
+        intermediates.release(shared)
     alerts = pa.concat_tables(results) if results else ALERT_SCHEMA.empty_table()
-    return DetectResult(alerts, runs, ml_scores=result_scores, rules=ran)
+    return DetectResult(alerts, runs, ml_scores=result_scores, rules=ran, intermediates_s=shared_s)
 
 
 def open_input(

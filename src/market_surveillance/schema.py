@@ -862,15 +862,29 @@ def screen_file(
     *,
     limits: Limits | None = None,
     quarantine: bool = False,
+    load_text: bool = False,
 ) -> Screened:
-    """:func:`screen` over one canonical table file (CSV or Parquet)."""
+    """:func:`screen` over one canonical table file (CSV or Parquet).
+
+    ``load_text`` parses a CSV file once into a DuckDB temp table (its text as read) that every check and
+    the returned relation then scan, instead of re-parsing the file per query: for callers that read the
+    accepted rows again (``detect``). Parquet is always scanned in place.
+    """
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (not even a header)")
     cut = truncation_check(path)
+    relation = _raw_relation_sql(path)
+    if load_text and path.is_file() and path.suffix.lower() != ".parquet":
+        loaded = f"__ms_text_{table}"
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {loaded} AS SELECT * FROM {relation}")
+        except duckdb.Error as exc:  # the same one line as a failing check query would give
+            raise InputError(f"{path}: cannot read: {one_line(exc)}") from exc
+        relation = loaded
     return screen(
         con,
         TABLES[table],
-        _raw_relation_sql(path),
+        relation,
         str(path),
         limits=limits,
         quarantine=quarantine,
@@ -942,8 +956,9 @@ def register_dir(
 ) -> dict[str, Screened]:
     """Create one DuckDB view per table file in ``data_dir`` with canonical types; returns table → screening.
 
-    Views scan the files lazily, so tables larger than memory are never loaded whole (with ``quarantine``
-    and bad rows present the table is materialised once, tagged). ``validate=False`` trusts the files.
+    Views scan Parquet files lazily, so tables larger than memory are never loaded whole (with ``quarantine``
+    and bad rows present the table is materialised once, tagged); a validated CSV file is parsed once into a
+    temp table of its text (``screen_file(load_text=True)``). ``validate=False`` trusts the files.
     Raises :class:`SchemaError` listing every table's problems.
     """
     con.execute("SET TimeZone = 'UTC'")
@@ -958,7 +973,7 @@ def register_dir(
             continue
         if validate:
             try:
-                s = screen_file(con, path, name, limits=limits, quarantine=quarantine)
+                s = screen_file(con, path, name, limits=limits, quarantine=quarantine, load_text=True)
             except SchemaError as exc:
                 problems.extend(exc.problems)
                 continue

@@ -149,3 +149,20 @@ def test_next_fixing_is_the_first_fixing_strictly_after(ts_us: int, times: str, 
     if interval:
         cands += [day + j * interval * 10**6 for j in range(0, 86_400 // interval + 1)]
     assert fix == min(c for c in cands if c > ts_us)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=10 * 86_400 * 1_000_000),
+    st.integers(min_value=1, max_value=2 * 86_400 * 1_000_000),
+    st.sampled_from(["00:00", "08:00,16:00", "23:59"]),
+    st.sampled_from([0, 3600, 900]),
+)
+def test_marking_the_close_online_due_exactly_when_a_fixing_passed(
+    since: int, length: int, times: str, interval: int
+):
+    import ibis
+
+    rule = MarkingTheClose(MarkingTheCloseParams(fixing_times=times, fixing_interval_s=interval))
+    first = ibis.duckdb.connect().execute(next_fixing(ibis.literal(since), rule.params))
+    assert rule.online_due(since, since + length) == (first <= since + length)

@@ -27,6 +27,7 @@ from market_surveillance.schema import (
     Limits,
     cast_select_sql,
     conform,
+    find_table_file,
     register_dir,
 )
 
@@ -125,14 +126,24 @@ def open_canonical(
         if validate:
             counts[name] = s.counts()
             write_quarantine(qdir, name, [s.bad_rows] if s.bad_rows is not None else [])
-    for name in TIMED:
-        if name in views:
-            con.execute(
-                f'CREATE OR REPLACE VIEW "{name}_us" AS SELECT *, epoch_us(ts) AS ts_us FROM "{name}"'
-            )
+    # Tables read from text are parsed once into DuckDB tables: each rule scans its inputs again, and a view
+    # over a CSV file re-parses every value (all_varchar + TRY_CAST) for every rule. Parquet stays a lazy
+    # view (its scans are cheap and prune columns; a copy would only cost memory).
+    text = {name for name in views if _is_text_file(find_table_file(data_dir, name))}
+    for name in list(views):
+        if name in TIMED:
+            kind = "TEMP TABLE" if name in text else "VIEW"
+            con.execute(f'CREATE OR REPLACE {kind} "{name}_us" AS SELECT *, epoch_us(ts) AS ts_us FROM "{name}"')
             views[name] = f"{name}_us"
+        elif name in text:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}_tab" AS SELECT * FROM "{name}"')
+            views[name] = f"{name}_tab"
     tables = {name: backend.table(view) for name, view in views.items()}
     return OpenedSource(backend, tables, profile_of(tables), counts)
+
+
+def _is_text_file(path: Path | None) -> bool:
+    return path is not None and path.is_file() and path.suffix.lower() != ".parquet"
 
 
 def open_dir(data_dir: str | Path, *, validate: bool = True, backend: ibis.BaseBackend | None = None):
@@ -157,7 +168,7 @@ def open_dir_spark(
     same way on both engines; exact duplicate rows it counted are dropped on the Spark side too.
     Quarantine needs the DuckDB engine (bad rows are set aside there). Returns an :class:`OpenedSource`.
     """
-    from market_surveillance.schema import DETECT_TABLES, find_table_file
+    from market_surveillance.schema import DETECT_TABLES
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -8,7 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Segment, Typology
-from market_surveillance.rules._common import account_trades, empty_str_array, trailing, with_episodes
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import empty_str_array, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -55,13 +56,14 @@ class AccountDeviation(Rule):
     threshold_param = "multiple"
     Params = AccountDeviationParams
     requires = ("trades", "accounts")
+    reads = ("account_trades",)
     needs_trade_accounts = True
     lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: AccountDeviationParams) -> ir.Table:
         acc = t["accounts"]
         acc = acc.filter(acc.segment == p.segment).select("account_id", "baseline_hourly_notional")
-        legs = account_trades(t["trades"]).join(acc, "account_id")
+        legs = intermediates.get(t, "account_trades").join(acc, "account_id")
         at = legs.mutate(notional=legs.price * legs.qty)
         at = at.mutate(window=at.notional.sum().over(trailing(at, ["account_id"], p.window_s)))
         norm = at.baseline_hourly_notional * (p.window_s / 3600)

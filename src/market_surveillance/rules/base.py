@@ -130,6 +130,9 @@ class Rule(ABC):
     #: where the rule falls short of the robustness acceptance, with the measured figure and why (docs)
     limitations: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ("trades",)
+    #: shared intermediates the rule reads (names in :data:`rules.intermediates.INTERMEDIATES`, got with
+    #: ``intermediates.get``): a run materialises each one once for all the rules that declare it
+    reads: ClassVar[tuple[str, ...]] = ()
     needs_trade_accounts: ClassVar[bool] = False
     needs_order_accounts: ClassVar[bool] = False
     #: event-time history a decision reads before "now", in seconds: the sum of these params (names of
@@ -175,6 +178,11 @@ class Rule(ABC):
     def episode_gap_s(self) -> float:
         """Hits closer than this continue one episode (0 when the rule has no episodes)."""
         return max(float(getattr(p, "episode_gap_s", 0)) for p in self._all_params())
+
+    def online_due(self, since_us: int, now_us: int) -> bool:
+        """Online: whether a micro-batch closing event time (``since_us``, ``now_us``] can raise or continue
+        an alert of this rule. Rules that decide only at known times (a fixing) skip the other batches."""
+        return True
 
     def threshold(self, p: Params) -> float:
         return float(getattr(p, self.threshold_param))

@@ -8,7 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, asset_liquidity, with_asset_venue, with_episodes
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import US, alert_rows, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -127,6 +128,7 @@ class ExtremePriceMove(Rule):
     threshold_param = "sigma"
     Params = ExtremePriceMoveParams
     requires = ("trades",)
+    reads = ("liquidity",)
     limitations = """
         Clean random worlds: 1.0 alert per 100k trades (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8) against a budget of 5 for all
         rules together; precision 0.96. Thin tokens' random walks reach 4.5 "sigmas" of a quiet half hour.
@@ -136,7 +138,7 @@ class ExtremePriceMove(Rule):
 
     def candidates(self, t: Tables, p: ExtremePriceMoveParams) -> ir.Table:
         tr = trailing_price_stats(t["trades"], p.window_s)
-        step = asset_liquidity(t["trades"]).select("asset", "move_bps")
+        step = intermediates.get(t, "liquidity").select("asset", "move_bps")
         tr = tr.join(step, "asset")
         # a quiet window's std understates a coarse-ticked token's noise: never below a few of its steps
         step_floor = tr.mean_prior * tr.move_bps.fill_null(0.0) / 10_000 * p.min_step_multiple

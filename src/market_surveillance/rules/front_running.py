@@ -8,11 +8,10 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import (
     US,
-    account_trades,
     alert_rows,
-    asset_liquidity,
     one_account,
     with_episodes,
 )
@@ -89,6 +88,7 @@ class FrontRunning(Rule):
     threshold_param = "min_profit_bps"
     Params = FrontRunningParams
     requires = ("trades",)
+    reads = ("liquidity", "account_trades")
     needs_trade_accounts = True
     limitations = """
         Precision 0.60 and small_profit recall 1/10 on random worlds (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8, large print then
@@ -98,13 +98,14 @@ class FrontRunning(Rule):
         knowledge (who saw the client order) that trade data lacks. Large print now 30x the median, which
         restores the reference world's precision.
     """
-    # the size reference is the median notional of the data in view (a day): see docs/online.md
-    lookback = ("lead_s", "exit_s", 86_400)
+    # the size and profit references come from the shared ``liquidity`` norms (online: the trailing day as
+    # of the last refresh, docs/online.md), so the rule's own scan is only the lead and exit windows
+    lookback = ("lead_s", "exit_s")
 
     def candidates(self, t: Tables, p: FrontRunningParams) -> ir.Table:
         tr = t["trades"]
         tr = tr.mutate(notional=tr.price * tr.qty)
-        liq = asset_liquidity(tr)
+        liq = intermediates.get(t, "liquidity")
         med = liq.select(
             "asset",
             "med_notional",
@@ -126,7 +127,7 @@ class FrontRunning(Rule):
             min_profit=big.min_profit,
             min_entry=big.min_entry,
         )
-        at = account_trades(tr)
+        at = intermediates.get(t, "account_trades")
         lead, ex = int(p.lead_s * US), int(p.exit_s * US)
         legs = big.join(
             at,

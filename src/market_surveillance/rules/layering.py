@@ -8,7 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, alert_rows, one_account, order_lifecycle, with_episodes
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import US, alert_rows, one_account, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -48,12 +49,13 @@ class Layering(Rule):
     threshold_param = "min_levels"
     Params = LayeringParams
     requires = ("orders",)
+    reads = ("lifecycle",)
     needs_order_accounts = True
     lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: LayeringParams) -> ir.Table:
         win = int(p.window_s * US)
-        life = order_lifecycle(t["orders"])
+        life = intermediates.get(t, "lifecycle")
         c = life.filter(
             life.account_id.notnull()
             & life.cancel_us.notnull()

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import US, account_trades, alert_rows, with_episodes
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import US, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -96,13 +97,14 @@ class NetworkCollusion(Rule):
     threshold_param = "min_accounts"
     Params = NetworkCollusionParams
     requires = ("trades", "network")
+    reads = ("account_trades",)
     needs_trade_accounts = True
     lookback = ("window_s",)
 
     def candidates(self, t: Tables, p: NetworkCollusionParams) -> ir.Table:
         clusters = ibis.memtable(account_clusters(t["network"]))
         clusters = clusters.filter(clusters.cluster_size >= p.min_accounts)
-        at = account_trades(t["trades"])
+        at = intermediates.get(t, "account_trades")
         ct = at.join(clusters, "account_id")
         win = int(p.window_s * US)
         ct = ct.mutate(_bk=ct.ts_us - ct.ts_us % win)

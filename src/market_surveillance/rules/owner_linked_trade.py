@@ -93,7 +93,14 @@ def _beyond_chance(tr: ir.Table, linked: ir.Table, p: OwnerLinkedTradeParams) ->
         n_all=pl.count(),
     )
     book = tr.group_by(["asset", "venue"]).aggregate(n=tr.count())
+    # only the linked accounts' own books matter: window their legs, not every account's
+    ends = linked.select(r_acct=linked.acc_a, r_asset=linked.asset, r_venue=linked.venue).union(
+        linked.select(r_acct=linked.acc_b, r_asset=linked.asset, r_venue=linked.venue)
+    )
     legs = account_trades(tr)
+    legs = legs.semi_join(
+        ends, [legs.account_id == ends.r_acct, legs.asset == ends.r_asset, legs.venue == ends.r_venue]
+    )
     legs = with_episodes(legs, ["account_id", "asset", "venue", "side"], p.burst_s, tiebreak="trade_id")
     per = legs.group_by(["account_id", "asset", "venue"]).aggregate(
         buys=(legs.side == "buy").cast("int64").sum(),

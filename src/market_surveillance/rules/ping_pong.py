@@ -8,7 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import account_trades, alert_rows, trailing, with_episodes
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import alert_rows, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -67,7 +68,8 @@ class PingPong(Rule):
         world). MS017 catches such pairs when they are owner- or device-linked; unlinked pairs need the
         pair-chance test of MS017 ported here.
     """
-    lookback = ("window_s",)
+    lookback = ("window_s", "long_window_s")
+    reads = ("account_trades",)
 
     def candidates(self, t: Tables, p: PingPongParams) -> ir.Table:
         tr = t["trades"]
@@ -91,7 +93,7 @@ class PingPong(Rule):
             pairs = tr.filter(tr.long & ~tr.short)
             pairs = pairs.group_by(keys).aggregate(n_first=pairs.trade_id.count())
             pn = tr.semi_join(pairs, keys).group_by(keys).aggregate(n_pair=tr.trade_id.count())
-            legs = account_trades(t["trades"])
+            legs = intermediates.get(t, "account_trades")
             per = legs.group_by(["account_id", "asset", "venue"]).aggregate(n_acct=legs.count())
             for who in ("a", "b"):
                 r = per.select(

@@ -8,7 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import account_trades, empty_str_array, null_str
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import empty_str_array, null_str
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -48,6 +49,7 @@ class PositionConcentration(Rule):
     threshold_param = "min_share"
     Params = PositionConcentrationParams
     requires = ("positions", "assets", "trades")
+    reads = ("account_trades",)
     # judged on each position snapshot against the last price seen (decided at the snapshot's as_of)
     lookback = (86_400,)
 
@@ -61,7 +63,9 @@ class PositionConcentration(Rule):
         j = pos.join(t["assets"], "asset").join(last, "asset")
         j = j.mutate(share=j.net_qty.abs() / j.float_qty, exposure=j.net_qty.abs() * j.last_price)
         hits = j.filter((j.share >= p.min_share) & (j.exposure >= p.min_exposure))
-        at = account_trades(tr)
+        at = intermediates.get(t, "account_trades")
+        # the evidence of the flagged positions only: not every account's legs
+        at = at.semi_join(hits, [at.account_id == hits.account_id, at.asset == hits.asset])
         first = at.group_by(["account_id", "asset"]).aggregate(
             first_ts=at.ts.min(), trade_ids=at.trade_id.collect()
         )

@@ -8,13 +8,8 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import (
-    US,
-    account_trades,
-    asset_liquidity,
-    order_lifecycle,
-    with_episodes,
-)
+from market_surveillance.rules import intermediates
+from market_surveillance.rules._common import US, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -60,6 +55,7 @@ class Spoofing(Rule):
     threshold_param = "size_multiple"
     Params = SpoofingParams
     requires = ("orders", "trades")
+    reads = ("liquidity", "account_trades", "lifecycle")
     needs_order_accounts = True
     needs_trade_accounts = True
     limitations = """
@@ -70,12 +66,11 @@ class Spoofing(Rule):
     lookback = ("max_lifetime_s", "opposite_window_s", 86_400)
 
     def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
-        tr = t["trades"]
         # "large" is relative to what the asset's order flow usually sizes (agreed semantics), not to prints
         news = t["orders"].filter(t["orders"].event == "new")
         med = news.group_by("asset").aggregate(med_qty=news.qty.median())
-        med = med.join(asset_liquidity(tr).select("asset", "med_notional"), "asset")
-        life = order_lifecycle(t["orders"])
+        med = med.join(intermediates.get(t, "liquidity").select("asset", "med_notional"), "asset")
+        life = intermediates.get(t, "lifecycle")
         life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
         life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
         big = life.join(med, "asset")
@@ -86,7 +81,7 @@ class Spoofing(Rule):
                 >= ibis.greatest(big.med_notional * p.min_notional_multiple, p.min_notional)
             )
         )
-        at = account_trades(tr)
+        at = intermediates.get(t, "account_trades")
         win = int(p.opposite_window_s * US)
         j = big.join(
             at,

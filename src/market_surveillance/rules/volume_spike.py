@@ -8,11 +8,10 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import (
     US,
-    account_trades,
     alert_rows,
-    asset_liquidity,
     one_account,
     trailing,
     with_episodes,
@@ -125,6 +124,7 @@ class VolumeSpike(Rule):
     threshold_param = "ratio"
     Params = VolumeSpikeParams
     requires = ("trades",)
+    reads = ("liquidity", "account_trades")
     needs_trade_accounts = True
     limitations = """
         Defaults keep the absolute floors (100k recent, 10k baseline) and the ADV-share floors off: with
@@ -143,10 +143,10 @@ class VolumeSpike(Rule):
     def candidates(self, t: Tables, p: VolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
         data_start = tr.ts_us.min().as_scalar()
-        legs = account_trades(tr)
+        legs = intermediates.get(t, "account_trades")
         if p.initiated_only:
             legs = legs.filter(legs.aggressive.fill_null(True))
-        liq = asset_liquidity(tr)
+        liq = intermediates.get(t, "liquidity")
         # the floors in the instrument's own units: a share of its ADV, never under the absolute floors
         liq = liq.select(
             "asset",

@@ -1,0 +1,118 @@
+"""Shared intermediates: derived tables several rules read, computed once per run.
+
+Each intermediate is a named Ibis function of the base tables (``trades``, ``orders``, ...). A rule names
+the intermediates it reads in its ``reads`` ClassVar and gets them with :func:`get`, which returns the
+materialised table when the caller put one in the tables mapping and builds the expression from the base
+tables otherwise. So a rule run on bare base tables (tests, notebooks) and a rule run by the pipeline on
+materialised intermediates compute the same thing, and the pipeline pays for each intermediate once
+instead of once per rule.
+
+The pipeline (:func:`market_surveillance.pipeline.run_rules`) calls :func:`materialize` with
+:func:`needed` of the rules it runs; any other runner (the online buffer, a notebook) can do the same::
+
+    names = needed(rules, tables)
+    mat = materialize(tables, names)          # {name: cached ir.Table} on the tables' own backend
+    try:
+        alerts = [rule.run({**tables, **mat}) for rule in rules]
+    finally:
+        release(mat)
+
+Every intermediate is per asset (an ``asset`` column, no cross-asset statistic), so filtering it by asset
+equals building it from the filtered base tables: per-asset parameter overrides
+(:meth:`Rule.expression`) stay exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import ibis.expr.types as ir
+
+from market_surveillance.rules._common import account_trades, asset_liquidity, order_lifecycle
+
+Tables = Mapping[str, ir.Table]
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """A derived table: its name, the base tables it is built from, the builder and whether a run
+    materialises it (``shared``) or lets each reader inline the expression."""
+
+    name: str
+    needs: tuple[str, ...]
+    build: Callable[[Tables], ir.Table]
+    doc: str
+    #: materialised once per run by :func:`needed`'s callers. False where measurement showed the copy costs
+    #: what it saves: a projection of a base table the engine scans and prunes per reader about as fast as
+    #: a temp table (figures: docs/performance.md, "Shared intermediates")
+    shared: bool = True
+
+
+#: every shared intermediate by name (the names are keys of the tables mapping rules receive)
+INTERMEDIATES: dict[str, Intermediate] = {
+    i.name: i
+    for i in (
+        Intermediate(
+            "liquidity",
+            ("trades",),
+            lambda t: asset_liquidity(t["trades"]),
+            "per asset: median trade notional, ADV, typical price step (`_common.asset_liquidity`)",
+        ),
+        Intermediate(
+            "account_trades",
+            ("trades",),
+            lambda t: account_trades(t["trades"]),
+            "one row per trade leg with a known account (`_common.account_trades`)",
+            shared=False,
+        ),
+        Intermediate(
+            "lifecycle",
+            ("orders",),
+            lambda t: order_lifecycle(t["orders"]),
+            "one row per order: its `new` fields, first cancel, filled quantity (`_common.order_lifecycle`)",
+            shared=False,
+        ),
+    )
+}
+
+
+def get(t: Tables, name: str) -> ir.Table:
+    """The intermediate ``name``: the materialised table in ``t`` when present, else built from ``t``."""
+    if name in t:
+        return t[name]
+    return INTERMEDIATES[name].build(t)
+
+
+def needed(rules: Iterable[object], tables: Tables | None = None, *, everything: bool = False) -> list[str]:
+    """The shared intermediates read by at least one of ``rules`` (their ``reads``), in declaration order.
+
+    With ``tables``, only those whose base tables are all present (a rule that would need a missing
+    table is skipped anyway) and that ``tables`` does not already hold. ``everything`` includes the
+    intermediates that are not ``shared`` (inlined by default).
+    """
+    wanted = {name for rule in rules for name in getattr(rule, "reads", ())}
+    out = []
+    for name, inter in INTERMEDIATES.items():
+        if name not in wanted or not (inter.shared or everything):
+            continue
+        if tables is not None and (name in tables or any(b not in tables for b in inter.needs)):
+            continue
+        out.append(name)
+    return out
+
+
+def materialize(tables: Tables, names: Iterable[str]) -> dict[str, ir.Table]:
+    """Compute each named intermediate once on the backend of ``tables`` and return ``{name: table}``.
+
+    Backend-agnostic (Ibis ``Table.cache``): on DuckDB a temp table, on PySpark a cached DataFrame behind a
+    temp view (Spark fills it on first use). Pass the result merged into the tables mapping to the rules,
+    then :func:`release` it.
+    """
+    return {name: INTERMEDIATES[name].build(tables).cache() for name in names}
+
+
+def release(materialized: Mapping[str, ir.Table]) -> None:
+    """Free what :func:`materialize` made (drop the temp tables, unpersist the DataFrames)."""
+    for tab in materialized.values():
+        tab.release()
