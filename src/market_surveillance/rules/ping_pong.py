@@ -43,7 +43,10 @@ class PingPong(Rule):
     What it detects
         A pair of distinct accounts trading one asset on one venue with each other at least ``min_trades``
         times within ``window_s`` seconds, the direction (who buys from whom) changing at least
-        ``min_alternations`` times.
+        ``min_alternations`` times; or the same counts within ``long_window_s`` (a loop spread out over the
+        hour) for a pair whose trades with each other are at least ``min_pair_share`` of each account's
+        trades on that book over the data in view (a market maker meets its busy clients often, but each
+        is a small share of its trading).
     Why it is abusive
         Colluding accounts passing the same position back and forth create volume and prints without any
         change in beneficial ownership: wash trading by a pair, "painting the tape". EU MAR Annex I(1)(a),
@@ -62,12 +65,6 @@ class PingPong(Rule):
     Params = PingPongParams
     requires = ("trades",)
     needs_trade_accounts = True
-    limitations = """
-        spread_out variant (6–10 alternating trades over 15–45 min) recall 0/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): a window
-        of an hour lets market makers and their active clients through (a probe: 227 alerts on one clean
-        world). MS017 catches such pairs when they are owner- or device-linked; unlinked pairs need the
-        pair-chance test of MS017 ported here.
-    """
     lookback = ("window_s", "long_window_s")
     reads = ("account_trades",)
 

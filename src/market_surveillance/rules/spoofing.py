@@ -58,10 +58,6 @@ class Spoofing(Rule):
     reads = ("liquidity", "account_trades", "lifecycle")
     needs_order_accounts = True
     needs_trade_accounts = True
-    limitations = """
-        low_notional variant recall 4/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): on small caps the genuine opposite trade is
-        often more than ``opposite_window_s`` from the spoof order.
-    """
     # the size reference is the median order size of the data in view (a day): see docs/online.md
     lookback = ("max_lifetime_s", "opposite_window_s", 86_400)
 
