@@ -75,6 +75,10 @@ class PingPong(Rule):
         b = ibis.greatest(tr.buyer_id, tr.seller_id)
         tr = tr.mutate(acc_a=a, acc_b=b, d=(tr.buyer_id == a).cast("int64"))
         keys = ["acc_a", "acc_b", "asset", "venue"]
+        # a pair with fewer than min_trades trades on the book in all cannot reach it in any window: most
+        # taker-maker pairs meet once or twice, so the windows run on the few pairs that meet often
+        often = tr.group_by(keys).aggregate(n_all=tr.count())
+        tr = tr.semi_join(often.filter(often.n_all >= p.min_trades), keys)
         w = ibis.window(group_by=[tr[k] for k in keys], order_by=[tr.ts_us, tr.trade_id])
         tr = tr.mutate(flip=(tr.d != tr.d.lag().over(w)).fill_null(False).cast("int64"))
         tw = trailing(tr, keys, p.window_s)
