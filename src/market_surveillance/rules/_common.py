@@ -150,3 +150,9 @@ def asset_liquidity(trades: ir.Table) -> ir.Table:
         adv=tr._notional.sum() / (span / day_us),
         move_bps=median_where(tr._move, tr._move > 0),
     )
+
+
+def order_norms(orders: ir.Table) -> ir.Table:
+    """The instrument's order-flow scale, per asset: ``med_order_qty``, the median size of new orders."""
+    news = orders.filter(orders.event == "new")
+    return news.group_by("asset").aggregate(med_order_qty=news.qty.median())

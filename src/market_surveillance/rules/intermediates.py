@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import ibis.expr.types as ir
 
-from market_surveillance.rules._common import account_trades, asset_liquidity, order_lifecycle
+from market_surveillance.rules._common import account_trades, asset_liquidity, order_lifecycle, order_norms
 
 Tables = Mapping[str, ir.Table]
 
@@ -58,6 +58,12 @@ INTERMEDIATES: dict[str, Intermediate] = {
             ("trades",),
             lambda t: asset_liquidity(t["trades"]),
             "per asset: median trade notional, ADV, typical price step (`_common.asset_liquidity`)",
+        ),
+        Intermediate(
+            "order_norms",
+            ("orders",),
+            lambda t: order_norms(t["orders"]),
+            "per asset: median size of new orders (`_common.order_norms`)",
         ),
         Intermediate(
             "account_trades",

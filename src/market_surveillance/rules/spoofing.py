@@ -55,17 +55,19 @@ class Spoofing(Rule):
     threshold_param = "size_multiple"
     Params = SpoofingParams
     requires = ("orders", "trades")
-    reads = ("liquidity", "account_trades", "lifecycle")
+    reads = ("liquidity", "order_norms", "account_trades", "lifecycle")
     needs_order_accounts = True
     needs_trade_accounts = True
-    # the size reference is the median order size of the data in view (a day): see docs/online.md
-    lookback = ("max_lifetime_s", "opposite_window_s", 86_400)
+    # the size references come from the shared norms (median order size, median notional; online: the
+    # trailing day as of the last refresh, docs/online.md): the rule's own scan is the order's life
+    lookback = ("max_lifetime_s", "opposite_window_s")
 
     def candidates(self, t: Tables, p: SpoofingParams) -> ir.Table:
         # "large" is relative to what the asset's order flow usually sizes (agreed semantics), not to prints
-        news = t["orders"].filter(t["orders"].event == "new")
-        med = news.group_by("asset").aggregate(med_qty=news.qty.median())
-        med = med.join(intermediates.get(t, "liquidity").select("asset", "med_notional"), "asset")
+        med = intermediates.get(t, "order_norms")
+        med = med.select("asset", med_qty=med.med_order_qty).join(
+            intermediates.get(t, "liquidity").select("asset", "med_notional"), "asset"
+        )
         life = intermediates.get(t, "lifecycle")
         life = life.filter(life.account_id.notnull() & life.cancel_us.notnull() & (life.filled <= 0))
         life = life.filter((life.cancel_us - life.ts_us) <= int(p.max_lifetime_s * US))
