@@ -222,8 +222,9 @@ def test_features_known_small_tables_give_expected_values():
     assert a["cancel_latency_median_s"] == pytest.approx(11.0)  # median of 2 s and 20 s
     assert a["msg_rate_peak"] == 5  # 3 new + 2 cancel within 60 s; the fill is no instruction
     assert a["self_trade_share"] == pytest.approx(0.25)
-    assert a["top_counterparty_share"] == pytest.approx(2 / 3)  # b twice, c once
-    assert a["counterparty_hhi"] == pytest.approx((4 + 1) / 9)
+    # b twice, c once: share 2/3 and HHI 5/9, each normalised by what 3 trades force, (x - 1/3) / (2/3)
+    assert a["top_counterparty_share"] == pytest.approx(0.5)
+    assert a["counterparty_hhi"] == pytest.approx(1 / 3)
     assert a["aggressor_share"] == pytest.approx(0.75)  # trades 1 and 3 and the self-trade
     assert a["venue_count"] == 1 and a["asset_count"] == 1
     assert a["position_share"] == pytest.approx(0.25)

@@ -24,15 +24,11 @@ SEED, CLEAN_SEED = 11, 111
 
 #: "recall <typology>/<variant>" | "precision <rule>" | "clean" -> why it is not reached yet
 KNOWN_SHORTFALLS: dict[str, str] = {
-    # seeds 11/111 with the rules of commit 5f32de8 (five-seed figures: docs/evaluation.md); the rules side
+    # seeds 11/111 with the rules of branch robust-12 (five-seed figures: docs/evaluation.md); the rules side
     # shrinks this list as rules reach the floors
-    "recall front_running/small_profit": "6-15 bps profits on a major: within MS006's noise floor",
-    "recall ping_pong/spread_out": "MS002 looks for >= 6 alternating trades within 300 s",
-    "recall pump_and_dump/ramp": "MS015 looks for a one-minute rush; MS003's trailing window absorbs a ramp",
-    "recall spoofing/low_notional": "not every $2-5k spoof stands out against a thin book's orders",
-    "recall volume_spike/low_cap": "MS004's ADV-share floors miss bursts on thin tokens",
+    "recall front_running/small_profit": "6-15 bps on a major is under a minute of its own price noise",
     "precision cancel_to_fill": "an unlabelled account",
-    "clean": "MS003, MS006, MS012 and MS010 fire on clean random worlds",
+    "clean": "clean random world 111 stays above 5 per 100k trades (seeds 101/102 pool: 4.04)",
 }
 
 pytestmark = pytest.mark.slow

@@ -95,6 +95,22 @@ def test_front_running_just_under_threshold_no_alert():
     assert _run(BACKGROUND + _case(qty=99.0)).num_rows == 0  # 9,950 USD print, under 30 × the median 1,000
 
 
+def test_front_running_ordinary_size_entry_no_alert():
+    # an entry of 4,900 USD is 4.9 x the median ticket: an ordinary trade that happened to precede the print
+    small = [_leg(980, "buy", 100.0, "FIN", qty=49.0), _big(), _leg(1_100, "sell", 100.5, "FOUT", qty=49.0)]
+    assert _run(BACKGROUND + small).num_rows == 0
+    assert _run(BACKGROUND + small, FrontRunningParams(min_entry_multiple=4.0)).num_rows == 1
+
+
+def test_front_running_entry_undone_before_the_print_no_alert():
+    # F buys 10,000 USD, then sells 6,000 of it (any venue) before the print: it was not positioned for it
+    undo = {**_leg(990, "sell", 100.0, "FUNDO", qty=60.0), "venue": "EXB"}
+    assert _run([*BACKGROUND, *_case(), undo]).num_rows == 0
+    # selling 4,000 of it (40 %, under max_undo_share) still leaves it holding the position into the print
+    keep = {**undo, "qty": 40.0}
+    assert _run([*BACKGROUND, *_case(), keep]).num_rows == 1
+
+
 def test_front_running_print_by_unknown_account_found():
     rows = _case()
     rows[1] = {**rows[1], "buyer_id": None}

@@ -41,7 +41,33 @@ def test_ping_pong_just_under_thresholds_no_alert():
     assert _run(_loop(5)).num_rows == 0  # 5 trades < 6
     one_way = [{"ts": 10 * i, "buyer_id": "x", "seller_id": "y"} for i in range(10)]
     assert _run(one_way).num_rows == 0  # no direction change
-    assert _run(_loop(6, gap=61)).num_rows == 0  # 6 trades span 305 s > 300 s window
+    # 6 trades span 305 s > 300 s window (the hour-long window off)
+    assert _run(_loop(6, gap=61), PingPongParams(long_window_s=0)).num_rows == 0
+
+
+def _others(acct: str, n: int, start: float = 0.0) -> list[dict]:
+    # ``acct`` also trades with n different counterparties on the same book
+    return [{"ts": start + 30 * i + 7, "buyer_id": f"o{i}", "seller_id": acct} for i in range(n)]
+
+
+def test_ping_pong_spread_out_over_the_hour_found():
+    # 7 alternating trades 8 minutes apart (48 min): a pair that trades only with each other
+    out = _run(_loop(7, start=100, gap=480))
+    assert out.num_rows == 1
+    r = out.to_pylist()[0]
+    assert r["accounts"] == ["x", "y"] and r["window_start"] == at(100) and r["window_end"] == at(100 + 6 * 480)
+    assert _run(_loop(7, start=100, gap=480), PingPongParams(long_window_s=0)).num_rows == 0
+    # the same loop on a $0.01 token: counts, not sizes
+    thin = [{**r, "asset": "MICRO-USD", "price": 0.01, "qty": 50_000.0} for r in _loop(7, gap=480)]
+    assert _run(thin).num_rows == 1
+
+
+def test_ping_pong_spread_out_maker_and_busy_client_no_alert():
+    # x is a maker: its loop with y is 7 of its 47 trades on the book
+    assert _run(_loop(7, gap=480) + _others("x", 40)).num_rows == 0
+    # just under: 7 of x's 15 trades (47 %) < 50 %; 7 of 13 (54 %) is mostly each other
+    assert _run(_loop(7, gap=480) + _others("x", 8)).num_rows == 0
+    assert _run(_loop(7, gap=480) + _others("x", 6)).num_rows == 1
 
 
 def test_ping_pong_sensitive_vs_default_params():

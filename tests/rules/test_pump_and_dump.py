@@ -54,6 +54,65 @@ def _run(rows, params=None):
     return PumpAndDump(params).run(t)
 
 
+#: the one-minute rush alone (the ramp timescale off), for the tests of the rush thresholds
+RUSH = PumpAndDumpParams(ramp_window_s=0)
+
+
+def _noisy_background(hours: int = 4, noise: float = 0.005) -> list[dict]:
+    # one print a minute bouncing ±noise around 100, half buyer-initiated: a 15-min range of 2 x noise
+    return [
+        {
+            "ts": 60 * i + 7,
+            "price": 100.0 * (1 + noise if i % 2 else 1 - noise),
+            "aggressor": "buy" if i % 3 else "sell",
+            "buyer_id": None,
+            "seller_id": None,
+        }
+        for i in range(hours * 60)
+    ]
+
+
+def _ramp(rise: float = 0.20, buy_share: float = 0.9, minutes: int = 20, every_s: float = 10.0) -> list[dict]:
+    # a slow ramp: a print every `every_s` seconds (never a one-minute rush), the price walked up by `rise`
+    n = int(minutes * 60 / every_s)
+    return [
+        {
+            "ts": BURST_AT + i * every_s + 1,
+            "price": 100.0 * (1 + rise * i / (n - 1)),
+            # buyer-initiated prints spread evenly through the ramp
+            "aggressor": "buy" if int((i + 1) * buy_share) > int(i * buy_share) else "sell",
+            "buyer_id": None,
+            "seller_id": None,
+        }
+        for i in range(n)
+    ]
+
+
+def test_pump_and_dump_ramp_found_with_window():
+    out = _run(_noisy_background() + _ramp())
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["asset"] == "BTC-USD" and row["accounts"] == []
+    # decided inside the ramp, once its 15-min span shows the rise; nothing after the ramp is read
+    assert at(BURST_AT) <= row["window_start"] and row["detected_at"] <= at(BURST_AT + 20 * 60 + 60)
+    assert _run(_noisy_background() + _ramp(), RUSH).num_rows == 0  # no one-minute rush in it
+
+
+def test_pump_and_dump_ramp_just_under_no_alert():
+    # 65 % buyer-initiated < 70 %; a print every 65 s on a base of one a minute: under 2x the rate
+    assert _run(_noisy_background() + _ramp(buy_share=0.65)).num_rows == 0
+    assert _run(_noisy_background() + _ramp(every_s=65.0)).num_rows == 0
+    assert _run(_noisy_background() + _ramp(every_s=50.0)).num_rows == 1
+
+
+def test_pump_and_dump_ramp_on_a_wide_ranging_token_in_its_own_units():
+    # the token ranges ±4 % a quarter hour (median range 8.3 %): walked to +15 % (20 % above its low) is
+    # under 3 of its ranges, ordinary; to +35 % is beyond them, a ramp. On the quiet book +15 % is one.
+    assert _run(_noisy_background(noise=0.04) + _ramp(rise=0.15)).num_rows == 0
+    assert _run(_noisy_background(noise=0.04) + _ramp(rise=0.35)).num_rows == 1
+    assert _run(_noisy_background() + _ramp(rise=0.15)).num_rows == 1
+
+
 def test_pump_and_dump_injected_found_with_expected_entity_and_window():
     burst = _burst()
     out = _run(_background() + burst)
@@ -84,8 +143,8 @@ def test_pump_and_dump_sell_burst_no_alert():
 
 def test_pump_and_dump_just_under_thresholds_no_alert():
     # 29 trades < min_trades 30; 4.9 % < min_rise_pct 5
-    assert _run(_background() + _burst(n=29)).num_rows == 0
-    assert _run(_background() + _burst(n=30)).num_rows == 1
+    assert _run(_background() + _burst(n=29), RUSH).num_rows == 0
+    assert _run(_background() + _burst(n=30), RUSH).num_rows == 1
     assert _run(_background() + _burst(top=104.9)).num_rows == 0
     assert _run(_background() + _burst(top=105.1)).num_rows == 1
 
@@ -99,8 +158,8 @@ def test_pump_and_dump_before_warmup_no_alert():
 
 def test_pump_and_dump_sensitive_vs_default_params():
     rows = _background() + _burst(n=15)
-    assert _run(rows).num_rows == 0
-    assert _run(rows, PumpAndDumpParams(min_trades=10, min_count_ratio=10.0)).num_rows == 1
+    assert _run(rows, RUSH).num_rows == 0
+    assert _run(rows, RUSH.replace(min_trades=10, min_count_ratio=10.0)).num_rows == 1
 
 
 def test_pump_and_dump_two_bursts_one_episode_then_two():

@@ -79,11 +79,24 @@ def test_spoofing_large_cancel_without_opposite_trade_no_alert():
 
 def test_spoofing_just_under_thresholds_no_alert():
     tr = [*BG_TRADES, _genuine(510)]
-    assert _run(BACKGROUND + _spoof(500, qty=990.0), tr).num_rows == 0  # 9.9× the median
+    assert _run(BACKGROUND + _spoof(500, qty=490.0), tr).num_rows == 0  # 4.9× the median new order
     assert _run(BACKGROUND + _spoof(500, life=5.5), tr).num_rows == 0  # lived longer than 5 s
     assert _run(BACKGROUND + _spoof(500, life=5.0), tr).num_rows == 1  # boundary is inclusive
     small = SpoofingParams(min_notional=100_001.0)  # 1,000 × 100 = 100,000 notional
     assert _run(BACKGROUND + _spoof(500), tr, small).num_rows == 0
+
+
+def test_spoofing_thin_token_in_its_own_units_found():
+    # a $0.01 token whose orders are 2,000 units ($20) and trades $10: a 12,000-unit ($120) spoof is
+    # 6x its median order and 12x its median trade, while $120 would be nothing on BTC
+    def thin(rows: list[dict], qty: float | None = None) -> list[dict]:
+        return [{**r, "asset": "MICRO-USD", "price": 0.01, "qty": qty or r["qty"] * 20} for r in rows]
+
+    od = thin(BACKGROUND) + thin(_spoof(500, qty=600.0))
+    tr = thin([*BG_TRADES, _genuine(510)], qty=1_000.0)
+    out = _run(od, tr, SpoofingParams(min_notional=50.0))
+    assert out.num_rows == 1 and out.to_pylist()[0]["asset"] == "MICRO-USD"
+    assert _run(od, tr).num_rows == 0  # the default $500 absolute floor is the safety net
 
 
 def test_spoofing_partially_filled_order_no_alert():

@@ -29,18 +29,39 @@ def _burst(acct: str, start: float, n: int, notional_each: float):
     ]
 
 
-#: the liquidity-relative configuration (ADV-share floors, low absolute floors, a history of 5 trades)
+#: the ADV-share configuration (ADV-share floors instead of median-notional multiples, a history of 5 trades)
 RELATIVE = VolumeSpikeParams(
     min_adv_share=0.003,
     min_baseline_adv_share=0.0015,
+    min_notional_multiple=0.0,
+    min_baseline_multiple=0.0,
     min_notional=500.0,
     min_baseline=100.0,
     min_prior_trades=5,
 )
 
 
-def _run(rows, params=None):
-    rows = [{**r, "trade_id": f"T{i:04d}"} for i, r in enumerate(rows)]
+def _market(hours: float, ticket: float, per_hour: int = 60, price: float = 100.0, asset: str = "BTC-USD"):
+    # the asset's ordinary tape: others' tickets of ``ticket`` USD set its median trade notional
+    return [
+        {
+            "ts": 3600 * h + 3600 * i / per_hour + 7,
+            "buyer_id": f"mk{i % 7}",
+            "seller_id": f"mm{i % 5}",
+            "qty": ticket / price,
+            "price": price,
+            "asset": asset,
+        }
+        for h in range(int(hours))
+        for i in range(per_hour)
+    ]
+
+
+def _run(rows, params=None, ticket: float | None = 1_000.0):
+    # by default a $1,000-ticket market tape: the floors are 110 x $1,000 recent, 10 x $1,000 baseline
+    if ticket is not None:
+        rows = [*rows, *_market(24, ticket)]
+    rows = [{**r, "trade_id": f"T{i:05d}"} for i, r in enumerate(rows)]
     _, t, _ = from_arrow({"trades": trades(rows)})
     return VolumeSpike(params).run(t)
 
@@ -77,16 +98,28 @@ def test_volume_spike_just_under_ratio_or_notional_no_alert():
         == 1
     )
     assert _run(small, RELATIVE).num_rows == 1
-    assert _run(small).num_rows == 0  # default: the $100k absolute floor
+    assert _run(small).num_rows == 0  # default: $90k is under 110 x the asset's $1,000 median trade
 
 
 def test_volume_spike_thin_token_burst_in_its_own_units_found():
     # a $0.01 token: an account trading $50/h, then $1,500 in 20 minutes (a 2,000-unit ticket size)
     rows = _steady("acct", 20, 50) + _burst("acct", 20 * H, 15, 100)
     rows = [{**r, "asset": "MICRO-USD", "price": 0.01, "qty": r["qty"] * 10_000} for r in rows]
-    out = _run(rows, RELATIVE)
+    # its market trades $5 tickets: 110 x $5 = $550 is large for it
+    tape = _market(24, 5.0, price=0.01, asset="MICRO-USD")
+    out = _run(rows + tape, ticket=None)
     assert out.num_rows == 1 and out.to_pylist()[0]["asset"] == "MICRO-USD"
-    assert _run(rows).num_rows == 0  # the default absolute floors are blind to it
+    assert _run(rows + tape, RELATIVE, ticket=None).num_rows == 1
+    # the same burst on a tape of $20 tickets (floor $2,200) is ordinary for that token
+    assert _run(rows + _market(24, 20.0, price=0.01, asset="MICRO-USD"), ticket=None).num_rows == 0
+
+
+def test_volume_spike_burst_filled_passively_no_alert():
+    # a market maker filled by others' burst did not decide that volume (initiated_only)
+    rows = _steady("acct", 20, 10_000) + _burst("acct", 20 * H, 20, 10_000)
+    passive = [{**r, "aggressor": "sell"} for r in rows]
+    assert _run(passive).num_rows == 0
+    assert _run(passive, VolumeSpikeParams(initiated_only=False)).num_rows == 1
 
 
 def test_volume_spike_account_new_to_the_asset_no_alert():
@@ -107,7 +140,7 @@ def test_volume_spike_sensitive_vs_default_params():
 
 def test_volume_spike_invariant_to_row_order():
     rows = _steady("acct", 20, 10_000) + _burst("acct", 20 * H, 20, 10_000) + _steady("z", 24, 5_000)
-    rows = [{**r, "trade_id": f"T{i:04d}"} for i, r in enumerate(rows)]
+    rows = [{**r, "trade_id": f"T{i:05d}"} for i, r in enumerate(rows + _market(24, 1_000.0))]
     shuffled = rows[:]
     random.Random(5).shuffle(shuffled)
     _, t1, _ = from_arrow({"trades": trades(rows)})
@@ -138,11 +171,18 @@ def test_volume_spike_hour_prefilter_drops_no_alert(seed: int, short_h: float, l
                 }
             )
             t += rng.expovariate(1 / 900)
-    p = VolumeSpikeParams(short_window_s=int(short_h * H), long_window_s=int(long_h * H), min_notional=50_000)
-    with_filter = _run(rows, p)
+    p = VolumeSpikeParams(
+        short_window_s=int(short_h * H),
+        long_window_s=int(long_h * H),
+        min_notional_multiple=0.0,
+        min_baseline_multiple=0.0,
+        min_notional=50_000,
+        min_baseline=10_000,
+    )
+    with_filter = _run(rows, p, ticket=None)
     everyone = lambda at, _start, _p: at.select("account_id", "asset").distinct()  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(volume_spike, "_candidate_accounts", everyone)
-        without = _run(rows, p)
+        without = _run(rows, p, ticket=None)
     assert sorted(with_filter["alert_id"].to_pylist()) == sorted(without["alert_id"].to_pylist())
     assert with_filter.num_rows == without.num_rows

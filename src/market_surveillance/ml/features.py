@@ -28,8 +28,10 @@ FEATURES: dict[str, str] = {
     "cancel_latency_median_s": "median seconds from `new` to `cancel` of cancelled orders",
     "msg_rate_peak": "peak instructions (`new` + `cancel`) in any trailing 60 s (MS009's count)",
     "self_trade_share": "share of the account's trades where it is both buyer and seller",
-    "top_counterparty_share": "share of trades (with a known other party) done with the single most frequent counterparty",
-    "counterparty_hhi": "Herfindahl index of trade counts over counterparties (1 = one counterparty only)",
+    "top_counterparty_share": "share of trades (with a known other party) done with the single most frequent "
+    "counterparty, normalised by what the trade count forces ((x - 1/n) / (1 - 1/n); 0 for a single trade)",
+    "counterparty_hhi": "Herfindahl index of trade counts over counterparties, normalised as above (1 = n trades "
+    "with one counterparty only; 0 for a single trade)",
     "aggressor_share": "share of the account's trades where it crossed the spread",
     "venue_count": "distinct venues traded or ordered on",
     "asset_count": "distinct assets traded or ordered",
@@ -275,8 +277,14 @@ def account_features(t: Mapping[str, ir.Table], *, with_activity: bool = False) 
     f["cancel_latency_median_s"] = lat.fillna(lat.median() if lat.notna().any() else 0.0)
     f["msg_rate_peak"] = num["msg_rate_peak"]
     f["self_trade_share"] = _ratio(num["self_trades"], num["trade_count"])
-    f["top_counterparty_share"] = _ratio(num["cp_top"], num["cp_total"])
-    f["counterparty_hhi"] = _ratio(num["cp_sq"], num["cp_total"] ** 2)
+    # concentration beyond what the trade count forces: one trade has one counterparty (share and HHI 1)
+    # and says nothing; normalised as (x - 1/n) / (1 - 1/n), 0 for a single trade, 1 for n trades with one
+    floor = 1.0 / num["cp_total"].clip(lower=1.0)
+    span = (1.0 - floor).where(num["cp_total"] > 1)
+    top = _ratio(num["cp_top"], num["cp_total"])
+    hhi = _ratio(num["cp_sq"], num["cp_total"] ** 2)
+    f["top_counterparty_share"] = ((top - floor) / span).fillna(0.0).clip(lower=0.0)
+    f["counterparty_hhi"] = ((hhi - floor) / span).fillna(0.0).clip(lower=0.0)
     f["aggressor_share"] = _ratio(num["aggr_trades"], num["trade_count"])
     f["venue_count"] = num["venue_count"]
     f["asset_count"] = num["asset_count"]

