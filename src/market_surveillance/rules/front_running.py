@@ -135,15 +135,32 @@ class FrontRunning(Rule):
         )
         at = intermediates.get(t, "account_trades")
         lead, ex = int(p.lead_s * US), int(p.exit_s * US)
-        legs = big.join(
+        # only accounts that entered ahead of a print can alert on it: find those (account, print) pairs
+        # first, on the aggressive same-side legs of the lead window, then read just their own legs (a hash
+        # join on the account) instead of every account's legs around every large print
+        on_entry = [
+            at.asset == big.asset,
+            at.ts_us >= big.big_us - lead,
+            at.ts_us < big.big_us,
+            at.side == big.d,
+            at.aggressive,
+        ]
+        if p.same_venue_entry:
+            on_entry.append(at.venue == big.big_venue)
+        ent = big.join(at, on_entry)
+        ent = ent.filter(ent.big_acct.isnull() | (ent.account_id != ent.big_acct))
+        cand = ent.select(c_big=ent.big_id, c_acct=ent.account_id).distinct()
+        pairs = big.join(cand, big.big_id == cand.c_big).drop("c_big")
+        legs = pairs.join(
             at,
             [
-                at.asset == big.asset,
-                at.ts_us >= big.big_us - lead,
-                at.ts_us <= big.big_us + ex,
-                at.trade_id != big.big_id,
+                at.account_id == pairs.c_acct,
+                at.asset == pairs.asset,
+                at.ts_us >= pairs.big_us - lead,
+                at.ts_us <= pairs.big_us + ex,
+                at.trade_id != pairs.big_id,
             ],
-        )
+        ).drop("c_acct")
         # a print by an unknown account (null id) is still another account's print
         legs = legs.filter(legs.big_acct.isnull() | (legs.account_id != legs.big_acct))
         # entering ahead means taking liquidity: a maker filled passively before the print is not front-running
