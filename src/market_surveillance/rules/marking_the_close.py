@@ -148,7 +148,7 @@ class MarkingTheClose(Rule):
         """Alerts are decided at a fixing: a batch is due when one lies in (``since_us``, ``now_us``]."""
         for p in self._all_params():
             assert isinstance(p, MarkingTheCloseParams)
-            day = (since_us // _DAY_US) * _DAY_US
+            day = day_of(since_us)
             while day <= now_us:
                 if any(since_us < day + f <= now_us for f in p.fixing_offsets_us()):
                     return True
