@@ -321,3 +321,34 @@ def test_finalize_alerts_nan_score_refused_not_stored_as_zero():
     )
     with pytest.raises(ValueError, match="score is not a finite number"):
         finalize_alerts(rule, raw)
+
+
+def test_finalize_alerts_merges_an_episode_reached_twice_whatever_the_row_order():
+    """Two candidate rows with one id (same rule, entity and start) are one alert spanning both, not
+    whichever row the engine happened to return first (the flaky MS002 golden line came from that)."""
+    from market_surveillance.alerts import finalize_alerts
+    from market_surveillance.rules.registry import all_rules
+
+    rule = all_rules()[0]
+    raw = pa.table(
+        {
+            "asset": ["BTC-USD", "BTC-USD"],
+            "venue": ["EXA", "EXA"],
+            "accounts": pa.array([["A1", "A2"], ["A2", "A1"]], pa.list_(pa.string())),
+            "window_start": [at(0), at(0)],
+            "window_end": [at(5), at(50)],
+            "detected_at": [at(3), at(40)],
+            "score": [2.0, 3.0],
+            "value": [20.0, 25.0],
+            "threshold": [6.0, 6.0],
+            "evidence_trade_ids": pa.array([["T1", "T2"], ["T2", "T3"]], pa.list_(pa.string())),
+            "evidence_order_ids": pa.array([[], []], pa.list_(pa.string())),
+            "explanation": [None, None],
+        }
+    )
+    one = finalize_alerts(rule, raw).to_pylist()
+    other = finalize_alerts(rule, raw.take([1, 0])).to_pylist()
+    assert one == other and len(one) == 1
+    (a,) = one
+    assert (a["window_end"], a["detected_at"]) == (at(50), at(3))
+    assert (a["value"], a["score"], a["evidence_trade_ids"]) == (25.0, 3.0, ["T1", "T2", "T3"])

@@ -151,10 +151,27 @@ def finalize_alerts(rule: AlertSource, raw: pa.Table) -> pa.Table:
         ],
         schema=ALERT_SCHEMA,
     )
-    # one alert per id (an episode reached twice, e.g. through overlapping candidates, is one alert)
-    out = out.sort_by([("window_start", "ascending"), ("alert_id", "ascending")])
-    _, first = np.unique(np.asarray(out["alert_id"].to_pylist(), dtype=object), return_index=True)
-    return out.take(pa.array(np.sort(first)))
+    out = _merge_same_id(out) if len(set(ids)) < n else out
+    return out.sort_by([("window_start", "ascending"), ("alert_id", "ascending")])
+
+
+def _merge_same_id(out: pa.Table) -> pa.Table:
+    """One alert per id: an episode reached twice (overlapping candidates, two runs of hits whose evidence
+    windows start at the same print) is one alert spanning both, whatever order the engine returned the
+    rows in: latest end, earliest decision, largest value and score, the union of the evidence."""
+    rows = sorted(out.to_pylist(), key=lambda r: (r["alert_id"], r["window_end"], r["value"]))
+    merged: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        m = merged.setdefault(r["alert_id"], r)
+        if m is r:
+            continue
+        m["window_end"] = max(m["window_end"], r["window_end"])
+        m["detected_at"] = min(m["detected_at"], r["detected_at"])
+        m["value"], m["score"] = max(m["value"], r["value"]), max(m["score"], r["score"])
+        for col in ("evidence_trade_ids", "evidence_order_ids", "accounts"):
+            m[col] = sorted(set(m[col]) | set(r[col]))[:MAX_EVIDENCE]
+        m["explanation"] = m["explanation"] or r["explanation"]
+    return pa.Table.from_pylist(list(merged.values()), schema=ALERT_SCHEMA)
 
 
 def write_alerts(alerts: pa.Table, out: str | Path) -> Path:
