@@ -27,7 +27,8 @@ from market_surveillance.simulate import generate_to_dir
 # last hourly refresh), which agree with the whole day's on the demo day: they are compared here.
 # MS002's hour-long window needs the pair to trade mostly with each other, a share taken over the data in
 # view too (the whole day in batch, the trailing horizon online).
-IN_VIEW_NORMS = {"MS002", "MS030", "MS031", "MS034", "MS035", "MS036"}
+# MS032/MS033 (message bursts) judge a second against a high quantile of the instrument's seconds in view.
+IN_VIEW_NORMS = {"MS002", "MS030", "MS031", "MS032", "MS033", "MS034", "MS035", "MS036"}
 EXCEPTIONS = {"MS014"} | IN_VIEW_NORMS
 # their value is a multiple of those norms: same alerts, values differ with the norms' window
 VALUE_IN_VIEW = {"MS003", "MS004", "MS005"}

@@ -42,7 +42,9 @@ from market_surveillance.rules.base import Rule
 from market_surveillance.schema import TABLES, DataProfile, conform
 
 US = 1_000_000
-TIMED = ("trades", "orders")
+TIMED = ("trades", "orders", "book")
+#: the column that orders a timed table's events within one timestamp
+ORDER_KEY = {"trades": "trade_id", "orders": "event_id", "book": "seq"}
 #: trailing event time the shared norms (per-asset liquidity) are taken over, and how often they are rebuilt
 NORMS_S = 86_400
 NORMS_EVERY_S = 3_600
@@ -131,10 +133,14 @@ class OnlineState:
         exact_from = now - span_us - gap - 2 * self.step_us
         known = self.open.setdefault(rule.rule_id, {})
         changed: dict[str, dict[str, Any]] = {}
-        for a in alerts.to_pylist():
+        rows = alerts.to_pylist()
+        # two alerts of one evaluation are two episodes by the rule's own judgement (e.g. MS033's bid and ask
+        # levels of one instrument): neither continues the other, whatever their entity columns say
+        now_ids = {a["alert_id"] for a in rows}
+        for a in rows:
             if _us(a["detected_at"]) > now:
                 continue  # its decision needs data not seen yet
-            k = self._match(known, a, gap)
+            k = self._match({i: r for i, r in known.items() if i == a["alert_id"] or i not in now_ids}, a, gap)
             if k is not None:
                 upd = dict(k)
                 if _us(a["window_end"]) > _us(k["window_end"]):
@@ -335,8 +341,7 @@ class DuckDBBuffer:
 def _with_ts_us(name: str, tab: pa.Table) -> pa.Table:
     tab = conform(name, tab)
     tab = tab.append_column("ts_us", tab["ts"].cast(pa.int64()))
-    key = "trade_id" if name == "trades" else "event_id"
-    return tab.sort_by([("ts_us", "ascending"), (key, "ascending")])
+    return tab.sort_by([("ts_us", "ascending"), (ORDER_KEY[name], "ascending")])
 
 
 def read_any(path: Path, fmt: str, *, date: str | None = None) -> dict[str, pa.Table]:
@@ -574,8 +579,9 @@ def _merge(pending: dict[str, pa.Table], part: Mapping[str, pa.Table]) -> dict[s
         if name in part:
             new = _with_ts_us(name, part[name])
             if name in out and out[name].num_rows:
-                key = "trade_id" if name == "trades" else "event_id"
-                new = pa.concat_tables([out[name], new]).sort_by([("ts_us", "ascending"), (key, "ascending")])
+                new = pa.concat_tables([out[name], new]).sort_by(
+                    [("ts_us", "ascending"), (ORDER_KEY[name], "ascending")]
+                )
             out[name] = new
     return out
 
@@ -643,10 +649,10 @@ def watch(
         name: _with_ts_us(name, conform(name, TABLES[name].arrow_schema.empty_table())).schema
         for name in TIMED
     }
-    if fmt != "canonical" and "orders" not in pending:
+    if "orders" not in pending and (fmt != "canonical" or not follow):
         schemas.pop("orders")  # trade-only sources (ccxt, tardis, binance)
-    elif fmt == "canonical" and not follow and "orders" not in pending:
-        schemas.pop("orders")
+    if "book" not in pending:
+        schemas.pop("book")  # level (L2) changes come only from Tardis book files
     profile = _profile(pending, static, schemas)
     runnable = [r for r in rules if r.skip_reason(profile) is None]
     state.rules = runnable
