@@ -24,6 +24,7 @@ import datetime as dt
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +40,7 @@ import pyarrow.compute as pc
 
 from market_surveillance.alerts import ALERT_SCHEMA, MAX_EVIDENCE, read_alerts, write_alerts
 from market_surveillance.rules.base import Rule
-from market_surveillance.schema import TABLES, DataProfile, conform
+from market_surveillance.schema import TABLES, DataProfile, InputError, SchemaError, conform, one_line
 
 US = 1_000_000
 TIMED = ("trades", "orders", "book")
@@ -352,11 +353,50 @@ def read_any(path: Path, fmt: str, *, date: str | None = None) -> dict[str, pa.T
     return tables
 
 
-def _canonical_part(path: Path, table: str) -> dict[str, pa.Table]:
-    """One new canonical part file (``trades-0007.parquet``), validated like a whole folder would be."""
+def _canonical_part(path: Path, table: str, known: pa.Array | None = None) -> dict[str, pa.Table]:
+    """One new canonical part file (``trades-0007.parquet``), validated like a whole folder would be, except
+    that a fill or cancel of an order in ``known`` (submitted in an earlier part) is no lifecycle error."""
+    import dataclasses
+    from contextlib import nullcontext
+
+    from market_surveillance.schema import known_orders
+
     with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(path.resolve(), Path(tmp) / f"{table}{path.suffix.lower()}")
-        return read_any(Path(tmp), "canonical")
+        link = Path(tmp) / f"{table}{path.suffix.lower()}"
+        os.symlink(path.resolve(), link)
+        try:
+            with known_orders(known) if known is not None else nullcontext():
+                return read_any(Path(tmp), "canonical")
+        except SchemaError as exc:  # name the part the user wrote, not our link to it
+            named = [dataclasses.replace(p, file=p.file.replace(str(link), str(path))) for p in exc.problems]
+            raise SchemaError(named) from None
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(link), str(path))) from None
+
+
+class OpenOrders:
+    """Orders submitted in the parts read so far that may still get a fill or cancel: ``new`` minus those
+    cancelled or filled in full. Bounded by the venue's resting orders, not by the length of the stream."""
+
+    def __init__(self) -> None:
+        self.left = pa.table({"order_id": pa.array([], pa.string()), "left": pa.array([], pa.float64())})
+
+    def ids(self) -> pa.Array:
+        return self.left["order_id"].combine_chunks()
+
+    def update(self, orders: pa.Table) -> None:
+        ev = orders["event"]
+        qty = orders["qty"].cast(pa.float64()).fill_null(0.0)
+        # a new adds its size, a fill takes its size off, a cancel closes the order whatever is left
+        delta = pc.if_else(
+            pc.equal(ev, "new"),
+            qty,
+            pc.if_else(pc.equal(ev, "fill"), pc.negate(qty), pa.scalar(-math.inf)),
+        )
+        moves = pa.table({"order_id": orders["order_id"].cast(pa.string()), "left": delta})
+        both = pa.concat_tables([self.left, moves]).group_by("order_id").aggregate([("left", "sum")])
+        both = both.rename_columns(["order_id", "left"])
+        self.left = both.filter(pc.greater(both["left"], 1e-12))
 
 
 @dataclass
@@ -375,10 +415,22 @@ class FolderTail:
     part in that format. Names starting with ``.`` or ``_`` and ``*.tmp`` files are in-flight and ignored.
     """
 
-    def __init__(self, folder: Path, fmt: str, *, date: str | None = None, seen: Sequence[str] = ()):
+    def __init__(
+        self,
+        folder: Path,
+        fmt: str,
+        *,
+        date: str | None = None,
+        seen: Sequence[str] = (),
+        keep_going: bool = False,
+    ):
         self.folder, self.fmt, self.date = folder, fmt, date
         self.seen = set(seen)
         self._sizes: dict[str, int] = {}
+        self.open_orders = OpenOrders()
+        #: parts refused by validation (name, problems); with ``keep_going`` False the first one raises
+        self.rejected: list[tuple[str, str]] = []
+        self.keep_going = keep_going
 
     def _table_of(self, p: Path) -> str | None:
         if self.fmt != "canonical":
@@ -406,11 +458,22 @@ class FolderTail:
                 self._sizes[p.name] = size
                 continue
             self.seen.add(p.name)
-            tables = (
-                _canonical_part(p, table)
-                if self.fmt == "canonical"
-                else read_any(p, self.fmt, date=self.date)
-            )
+            try:
+                if self.fmt != "canonical":
+                    tables = read_any(p, self.fmt, date=self.date)
+                elif table == "orders":
+                    tables = _canonical_part(p, table, self.open_orders.ids())
+                    self.open_orders.update(tables["orders"])
+                else:
+                    tables = _canonical_part(p, table)
+            except (SchemaError, InputError) as exc:
+                # a live desk keeps watching: the bad part is refused whole, named and counted, and can
+                # be dropped in again corrected under a new name
+                if not self.keep_going:
+                    raise
+                self.rejected.append((p.name, str(exc)))
+                print(f"rejected part {p}: {one_line(exc)}", file=sys.stderr, flush=True)
+                continue
             parts.append(Part(p.name, tables))
         return parts
 
@@ -519,6 +582,8 @@ class WatchResult:
     batches: list[BatchStats] = field(default_factory=list)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     late_events: int = 0
+    #: live mode: parts refused by validation, (file name, problems)
+    rejected_parts: list[tuple[str, str]] = field(default_factory=list)
     resumed_from: int | None = None
     stopped: str = "end of data"
 
@@ -632,7 +697,7 @@ def watch(
         if not data.is_dir():
             raise ValueError(f"{data}: --follow tails a folder; give the folder new parts land in")
         static = static_tables(data) if fmt == "canonical" else {}
-        tail = FolderTail(data, fmt, date=date)
+        tail = FolderTail(data, fmt, date=date, keep_going=True)
         first_parts = tail.poll() or []
         # files present at start are complete: take them without waiting a poll for stable sizes
         first_parts += tail.poll()
@@ -825,6 +890,8 @@ def watch(
                     if pause > 0:
                         time.sleep(pause)
     finally:
+        if tail is not None:
+            result.rejected_parts = list(tail.rejected)
         for d in detached.values():  # interrupted: the pinned snapshots are released, their alerts not raised
             d.future.cancel()
         pool.shutdown(wait=True)
