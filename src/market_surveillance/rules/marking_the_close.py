@@ -161,7 +161,7 @@ class MarkingTheClose(Rule):
         excursions (under ``move_multiple`` 2.5), a major's ramp pushing against a falling walk (+15 bps
         at the fixing, the clean path fell 60 bps) and a small cap whose typical 15-minute notional is
         inflated by another account's all-day flow. Each ramp's trader took 22–98 % of a span's notional,
-        all aggressive one way; on clean worlds with a fixing every 15 minutes (1,536 fixings, seeds
+        all aggressive one way; on clean worlds with a fixing every 15 minutes (2,304 asset-fixings, seeds
         101–104) no account took more than 12 % that way with five trades or more, and the path adds no
         alert there (15 price-path alerts with and without it: 2.5 raises a false alert on ~0.6 % of
         fixings, 2.0 on 1.2 % without the notional floor). On a busy major (the 1M-trade reference
