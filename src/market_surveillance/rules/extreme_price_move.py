@@ -48,10 +48,11 @@ def trailing_price_stats(tr: ir.Table, window_s: int) -> ir.Table:
     4.4 s. Running sums ``C1 = Σq``, ``C2 = Σq²`` and the row number are taken per asset in one ordered
     pass; for every print a *query row* at ``ts_us − window`` is merged into the same ordered stream
     (sorting before prints of equal time, since the window bound is inclusive), and a running ``max``
-    of ``C1``, ``C2`` and the row number carries the last values before the window start to it (they
-    are non-decreasing because ``q = price − min price of the asset ≥ 0``). Window sums are then
-    differences of running sums: no range window, no self-join, no variable-offset lag, and the same
-    plan compiles on Spark. Shifting by the minimum also keeps ``Σq² − (Σq)²/n`` free of cancellation.
+    of the row number finds the last print before the window start; that print's ``C1`` and ``C2``
+    are joined back by (asset, row number) (one running maximum instead of three: the sort is shared,
+    but each maximum builds an aggregate tree of its own). Window sums are then differences of running
+    sums: no range window, no self-join, no variable-offset lag, and the same plan compiles on Spark.
+    Shifting by the minimum also keeps ``Σq² − (Σq)²/n`` free of cancellation.
     """
     tr = tr.select("trade_id", "ts", "ts_us", "asset", "price")
     tr = tr.mutate(_q=tr.price - tr.price.min().over(ibis.window(group_by=tr.asset)))
@@ -68,22 +69,20 @@ def trailing_price_stats(tr: ir.Table, window_s: int) -> ir.Table:
         _sort=tr.ts_us,
         _kind=ibis.literal(1),
         _krn=tr._rn,
-        _k1=tr._c1,
-        _k2=tr._c2,
         **{c: (tr[c] if c == "asset" else ibis.null()).cast(nullable[c]) for c in cols},
     )
     queries = tr.select(
         _sort=tr.ts_us - int(window_s * US),
         _kind=ibis.literal(0),
         _krn=ibis.null("int64"),
-        _k1=ibis.null("float64"),
-        _k2=ibis.null("float64"),
         **{c: tr[c].cast(nullable[c]) for c in cols},
     )
     u = prints.union(queries)
     before = ibis.cumulative_window(group_by=u.asset, order_by=[u._sort, u._kind])
-    u = u.mutate(_b=u._krn.max().over(before), _b1=u._k1.max().over(before), _b2=u._k2.max().over(before))
+    u = u.mutate(_b=u._krn.max().over(before))
     q = u.filter(u._kind == 0)
+    at = tr.select(_a_asset=tr.asset, _a_rn=tr._rn, _b1=tr._c1, _b2=tr._c2)
+    q = q.left_join(at, [q.asset == at._a_asset, q._b == at._a_rn]).drop("_a_asset", "_a_rn")
     # prints before the window start: _b + 1 of them (0-based row number), none when _b is null
     q = q.mutate(
         n_prior=q._rn - (q._b.fill_null(-1) + 1),
