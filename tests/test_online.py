@@ -83,7 +83,13 @@ def test_watch_replay_same_alerts_as_batch_on_demo_data(demo):
         # running sums over a shorter history round differently in the last digits
         if not math.isclose(r["value"], b["value"], rel_tol=1e-6):
             off.add(r["rule_id"])
-        assert r["evidence_trade_ids"] == b["evidence_trade_ids"] and r["accounts"] == b["accounts"]
+        assert r["accounts"] == b["accounts"]
+        if r["rule_id"] in VALUE_IN_VIEW:
+            # the evidence is the prints beyond a multiple of the norms: a lower multiple, a superset
+            on, ba = set(r["evidence_trade_ids"]), set(b["evidence_trade_ids"])
+            assert on <= ba or ba <= on, (r["rule_id"], sorted(on ^ ba))
+        else:
+            assert r["evidence_trade_ids"] == b["evidence_trade_ids"], r["rule_id"]
     assert off <= VALUE_IN_VIEW, off
 
 

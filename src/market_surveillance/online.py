@@ -227,14 +227,16 @@ class DuckDBBuffer:
 
         self.shared = intermediates.needed(rules, dict.fromkeys([*self.timed, *static]))
         self.norms_from: int | None = None
+        self.first_us: int | None = None  # the earliest event appended (context of a restart included)
         self._norm_sql: dict[str, str] = {}
         if self.shared:
             self.con.execute("SET VARIABLE ms_cut_norms = 0::BIGINT")
+            self.con.execute(f"SET VARIABLE ms_norms_until = {2**62}::BIGINT")
             norm_views: dict[str, ir.Table] = {}
             for name in self.timed:
                 self.con.execute(
                     f'CREATE OR REPLACE VIEW "{name}_norms" AS SELECT * FROM "{name}" '
-                    "WHERE ts_us > getvariable('ms_cut_norms')"
+                    "WHERE ts_us > getvariable('ms_cut_norms') AND ts_us <= getvariable('ms_norms_until')"
                 )
                 norm_views[name] = self.backend.table(f"{name}_norms")
             for name in self.shared:
@@ -268,6 +270,8 @@ class DuckDBBuffer:
         self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _new')
         self.con.unregister("_new")
         self._rows[name] += tab.num_rows
+        first = int(pc.min(tab["ts_us"]).as_py())
+        self.first_us = first if self.first_us is None else min(self.first_us, first)
 
     def prune(self, before_us: int) -> None:
         """Drop events at or before ``before_us``; rebuild a table once most of it is dead rows."""
@@ -282,16 +286,31 @@ class DuckDBBuffer:
     def rows(self) -> int:
         return sum(self._rows.values())
 
-    def refresh_norms(self, now_us: int, every_us: int) -> bool:
-        """Rebuild the shared intermediates over the trailing :data:`NORMS_S` up to ``now_us`` when
-        ``every_us`` of event time passed since the last build (norms move slowly; a decision reads the
-        norms as of the last refresh, never data after it)."""
-        if not self.shared or (self.norms_from is not None and now_us < self.norms_from + every_us):
+    def refresh_norms(self, first_us: int, now_us: int, every_us: int) -> bool:
+        """Rebuild the shared intermediates for a batch whose events run from ``first_us`` to ``now_us``
+        when ``first_us`` crossed a multiple of ``every_us`` in event time, over the trailing
+        :data:`NORMS_S` up to that boundary (norms move slowly; a decision reads the norms as of the last
+        boundary before it, never data after it).
+
+        Boundaries, not batch ends: a run cut into other batches, or restarted from its watermark (whose
+        context re-reads the trailing day), reads the same norms. Until a whole ``every_us`` of data lies behind
+        a boundary, the warm-up norms are built once from what is in view at the first batch.
+        """
+        if not self.shared:
             return False
-        self.con.execute(f"SET VARIABLE ms_cut_norms = {int(now_us - NORMS_S * US)}::BIGINT")
+        boundary = (first_us // every_us) * every_us
+        if self.norms_from is not None and boundary <= self.norms_from:
+            return False
+        # less than a refresh period of data behind the boundary is too little to size anything by
+        warm_up = self.first_us is None or boundary - self.first_us < every_us
+        if warm_up and self.norms_from is not None:
+            return False
+        until = now_us if warm_up else boundary
+        self.con.execute(f"SET VARIABLE ms_cut_norms = {int(until - NORMS_S * US)}::BIGINT")
+        self.con.execute(f"SET VARIABLE ms_norms_until = {int(until)}::BIGINT")
         for name, sql in self._norm_sql.items():
             self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {sql}')
-        self.norms_from = now_us
+        self.norms_from = boundary
         return True
 
     def detach(self, rule: Rule, cut_us: int) -> Callable[[], pa.Table]:
@@ -809,12 +828,16 @@ def watch(
                         continue
                     time.sleep(poll_s)
                     continue
+                # a batch's decisions read the norms of the last refresh boundary before its first event:
+                # coalesced steps stop at the next boundary, so no decision reads norms built after it
+                norms_us = NORMS_EVERY_S * US
+                norms_cap = ((first // norms_us) + 1) * norms_us if buffer.shared else None
                 if speed is None:
                     # coalesce steps up to max_batch_events
                     counts = _count_until(pending, now)
                     while counts < max_batch_events:
                         nxt = _next_boundary(pending, now, step_us)
-                        if nxt is None:
+                        if nxt is None or (norms_cap is not None and nxt > norms_cap):
                             break
                         if tail is not None and not draining and _first_after(pending, nxt) is None:
                             break  # live: the step holding the last event may still be filling
@@ -829,7 +852,7 @@ def watch(
                     if name in buffer.timed:
                         buffer.append(name, tab)
                 span = now - start
-                buffer.refresh_norms(now, NORMS_EVERY_S * US)
+                buffer.refresh_norms(first, now, norms_us)
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
