@@ -9,6 +9,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import account_trades, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -196,6 +197,11 @@ class OwnerLinkedTrade(Rule):
         )
         j = tr.join(links, ["acc_a", "acc_b"])
         keys = ["acc_a", "acc_b", "asset", "venue"]
+        since = intermediates.decide_from(t)
+        if since is not None:
+            # online: a pair without a linked trade since then has nothing left to decide (an episode's
+            # decision is its last trade); the books of the others are still judged on the whole view
+            j = j.semi_join(j.filter(j.ts_us >= since).select(*keys).distinct(), keys)
         j = j.semi_join(_beyond_chance(tr, j, p), keys)
         j = with_episodes(j, keys, p.episode_gap_s, tiebreak="trade_id")
         g = j.group_by([*keys, "episode"]).aggregate(

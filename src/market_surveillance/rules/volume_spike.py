@@ -59,16 +59,23 @@ class VolumeSpikeParams(Params):
 _BUCKET_S = 3600
 
 
-def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParams) -> ir.Table:
+def _candidate_accounts(
+    at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParams, decide_from: ir.Scalar | None = None
+) -> ir.Table:
     """(account, asset) pairs that can fire, found on clock-hour sums (an exact superset, not an approximation).
 
     For a trade in hour ``h`` the recent window lies inside hours ``h - ceil(S/B) .. h`` (an upper bound of
     its recent notional) and the prior window contains hours ``h + 1 - floor((S+L)/B) .. h - ceil(S/B) - 1``
     (a lower bound of its baseline). A trade can only fire where the bound ratio does, so the exact per-trade
     range windows run on those accounts only: at 10M trades they are a small share of the 20M account legs,
-    and per-row range windows over all of them were the rule's whole cost.
+    and per-row range windows over all of them were the rule's whole cost. Online (``decide_from``), only the
+    hours that can hold a hit still to be decided count: the windows run on the accounts firing in new data.
     """
     b = _BUCKET_S * US
+    if decide_from is not None:
+        # most (account, asset) pairs trade a few times a day: only those trading since then can fire
+        recent = at.filter(at.ts_us >= decide_from).select("account_id", "asset").distinct()
+        at = at.semi_join(recent, ["account_id", "asset"])
     hb = at.mutate(bucket=at.ts_us // b)
     hours = hb.group_by(["account_id", "asset", "bucket"]).aggregate(
         n=hb.notional.sum(), floor_n=hb.floor_n.max(), floor_b=hb.floor_b.max()
@@ -85,11 +92,14 @@ def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParam
     prior_lo = ibis.greatest(hours.n.sum().over(w(kt)) - up, 0.0) if kt > ks else ibis.literal(0.0)
     hours = hours.mutate(up=up, prior_lo=prior_lo)
     base = ibis.greatest(hours.prior_lo * (p.short_window_s / p.long_window_s), hours.floor_b)
-    cand = hours.filter(
+    cond = (
         ((hours.bucket + 1) * b > data_start + p.long_window_s * US)
         & (hours.up >= hours.floor_n)
         & (hours.up >= base * p.ratio)
     )
+    if decide_from is not None:
+        cond &= (hours.bucket + 1) * b > decide_from
+    cand = hours.filter(cond)
     return cand.select("account_id", "asset").distinct()
 
 
@@ -161,7 +171,13 @@ class VolumeSpike(Rule):
             ),
         )
         at = legs.mutate(notional=legs.price * legs.qty).join(liq, "asset")
-        at = at.semi_join(_candidate_accounts(at, data_start, p), ["account_id", "asset"])
+        since = intermediates.decide_from(t)
+        cand = (
+            _candidate_accounts(at, data_start, p)
+            if since is None
+            else _candidate_accounts(at, data_start, p, since)
+        )
+        at = at.semi_join(cand, ["account_id", "asset"])
         keys = ["account_id", "asset"]
         w_short = trailing(at, keys, p.short_window_s)
         w_total = trailing(at, keys, p.short_window_s + p.long_window_s)
@@ -171,12 +187,13 @@ class VolumeSpike(Rule):
         scale = p.short_window_s / p.long_window_s
         base = ibis.greatest(at.prior * scale, at.floor_b)
         at = at.mutate(r=at.recent / base)
-        hits = at.filter(
+        hit = (
             (at.ts_us >= data_start + p.long_window_s * US)
             & (at.r >= p.ratio)
             & (at.recent >= at.floor_n)
             & (at.prior_n >= p.min_prior_trades)
         )
+        hits = at.filter(hit if since is None else hit & (at.ts_us >= since))
         hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.r.max(),
