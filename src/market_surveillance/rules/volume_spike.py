@@ -59,23 +59,16 @@ class VolumeSpikeParams(Params):
 _BUCKET_S = 3600
 
 
-def _candidate_accounts(
-    at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParams, decide_from: ir.Scalar | None = None
-) -> ir.Table:
+def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParams) -> ir.Table:
     """(account, asset) pairs that can fire, found on clock-hour sums (an exact superset, not an approximation).
 
     For a trade in hour ``h`` the recent window lies inside hours ``h - ceil(S/B) .. h`` (an upper bound of
     its recent notional) and the prior window contains hours ``h + 1 - floor((S+L)/B) .. h - ceil(S/B) - 1``
     (a lower bound of its baseline). A trade can only fire where the bound ratio does, so the exact per-trade
     range windows run on those accounts only: at 10M trades they are a small share of the 20M account legs,
-    and per-row range windows over all of them were the rule's whole cost. Online (``decide_from``), only the
-    hours that can hold a hit still to be decided count: the windows run on the accounts firing in new data.
+    and per-row range windows over all of them were the rule's whole cost.
     """
     b = _BUCKET_S * US
-    if decide_from is not None:
-        # most (account, asset) pairs trade a few times a day: only those trading since then can fire
-        recent = at.filter(at.ts_us >= decide_from).select("account_id", "asset").distinct()
-        at = at.semi_join(recent, ["account_id", "asset"])
     hb = at.mutate(bucket=at.ts_us // b)
     hours = hb.group_by(["account_id", "asset", "bucket"]).aggregate(
         n=hb.notional.sum(), floor_n=hb.floor_n.max(), floor_b=hb.floor_b.max()
@@ -97,10 +90,26 @@ def _candidate_accounts(
         & (hours.up >= hours.floor_n)
         & (hours.up >= base * p.ratio)
     )
-    if decide_from is not None:
-        cond &= (hours.bucket + 1) * b > decide_from
     cand = hours.filter(cond)
     return cand.select("account_id", "asset").distinct()
+
+
+def _candidates_between(at: ir.Table, since: ir.Scalar, until: ir.Scalar, p: VolumeSpikeParams) -> ir.Table:
+    """Online: (account, asset) pairs that can fire at a trade in [``since``, ``until``], an exact superset.
+
+    Every such trade's recent window lies inside [since − S, until] (an upper bound of its recent notional)
+    and its prior window contains [until − S − L, since − S) (a lower bound of its baseline); one pass of
+    two conditional sums per pair, no windows, so the exact per-trade windows run on the few pairs whose
+    latest trades burst above their own history.
+    """
+    s_us, l_us = p.short_window_s * US, p.long_window_s * US
+    up = at.notional.sum(where=at.ts_us >= since - s_us - 1)
+    lo = at.notional.sum(where=(at.ts_us >= until - s_us - l_us + 1) & (at.ts_us < since - s_us - 1))
+    g = at.group_by(["account_id", "asset"]).aggregate(
+        up=up.fill_null(0.0), lo=lo.fill_null(0.0), floor_n=at.floor_n.max(), floor_b=at.floor_b.max()
+    )
+    base = ibis.greatest(g.lo * (p.short_window_s / p.long_window_s), g.floor_b)
+    return g.filter((g.up > 0) & (g.up >= g.floor_n) & (g.up >= base * p.ratio)).select("account_id", "asset")
 
 
 @register
@@ -171,12 +180,11 @@ class VolumeSpike(Rule):
             ),
         )
         at = legs.mutate(notional=legs.price * legs.qty).join(liq, "asset")
-        since = intermediates.decide_from(t)
-        cand = (
-            _candidate_accounts(at, data_start, p)
-            if since is None
-            else _candidate_accounts(at, data_start, p, since)
-        )
+        since, until = intermediates.decide_from(t), intermediates.decide_until(t)
+        if since is None or until is None:
+            cand = _candidate_accounts(at, data_start, p)
+        else:
+            cand = _candidates_between(at, since, until, p)
         at = at.semi_join(cand, ["account_id", "asset"])
         keys = ["account_id", "asset"]
         w_short = trailing(at, keys, p.short_window_s)
