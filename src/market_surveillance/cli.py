@@ -437,6 +437,7 @@ def watch(
     console.print(
         f"{result.stopped}: {result.events:,} events in {len(result.batches)} micro-batches{resumed}, "
         f"{len(result.alerts)} alerts, p99 batch {p99:.2f} s, late events {result.late_events}"
+        + (f", {len(result.rejected_parts)} part(s) rejected" if result.rejected_parts else "")
     )
 
 

@@ -24,6 +24,7 @@ import datetime as dt
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,10 +40,12 @@ import pyarrow.compute as pc
 
 from market_surveillance.alerts import ALERT_SCHEMA, MAX_EVIDENCE, read_alerts, write_alerts
 from market_surveillance.rules.base import Rule
-from market_surveillance.schema import TABLES, DataProfile, conform
+from market_surveillance.schema import TABLES, DataProfile, InputError, SchemaError, conform, one_line
 
 US = 1_000_000
-TIMED = ("trades", "orders")
+TIMED = ("trades", "orders", "book")
+#: the column that orders a timed table's events within one timestamp
+ORDER_KEY = {"trades": "trade_id", "orders": "event_id", "book": "seq"}
 #: trailing event time the shared norms (per-asset liquidity) are taken over, and how often they are rebuilt
 NORMS_S = 86_400
 NORMS_EVERY_S = 3_600
@@ -143,10 +146,14 @@ class OnlineState:
         exact_from = now - span_us - gap - 2 * self.step_us
         known = self.open.setdefault(rule.rule_id, {})
         changed: dict[str, dict[str, Any]] = {}
-        for a in alerts.to_pylist():
+        rows = alerts.to_pylist()
+        # two alerts of one evaluation are two episodes by the rule's own judgement (e.g. MS033's bid and ask
+        # levels of one instrument): neither continues the other, whatever their entity columns say
+        now_ids = {a["alert_id"] for a in rows}
+        for a in rows:
             if _us(a["detected_at"]) > now:
                 continue  # its decision needs data not seen yet
-            k = self._match(known, a, gap)
+            k = self._match({i: r for i, r in known.items() if i == a["alert_id"] or i not in now_ids}, a, gap)
             if k is not None:
                 upd = dict(k)
                 if _us(a["window_end"]) > _us(k["window_end"]):
@@ -368,8 +375,7 @@ class DuckDBBuffer:
 def _with_ts_us(name: str, tab: pa.Table) -> pa.Table:
     tab = conform(name, tab)
     tab = tab.append_column("ts_us", tab["ts"].cast(pa.int64()))
-    key = "trade_id" if name == "trades" else "event_id"
-    return tab.sort_by([("ts_us", "ascending"), (key, "ascending")])
+    return tab.sort_by([("ts_us", "ascending"), (ORDER_KEY[name], "ascending")])
 
 
 def read_any(path: Path, fmt: str, *, date: str | None = None) -> dict[str, pa.Table]:
@@ -380,11 +386,50 @@ def read_any(path: Path, fmt: str, *, date: str | None = None) -> dict[str, pa.T
     return tables
 
 
-def _canonical_part(path: Path, table: str) -> dict[str, pa.Table]:
-    """One new canonical part file (``trades-0007.parquet``), validated like a whole folder would be."""
+def _canonical_part(path: Path, table: str, known: pa.Array | None = None) -> dict[str, pa.Table]:
+    """One new canonical part file (``trades-0007.parquet``), validated like a whole folder would be, except
+    that a fill or cancel of an order in ``known`` (submitted in an earlier part) is no lifecycle error."""
+    import dataclasses
+    from contextlib import nullcontext
+
+    from market_surveillance.schema import known_orders
+
     with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(path.resolve(), Path(tmp) / f"{table}{path.suffix.lower()}")
-        return read_any(Path(tmp), "canonical")
+        link = Path(tmp) / f"{table}{path.suffix.lower()}"
+        os.symlink(path.resolve(), link)
+        try:
+            with known_orders(known) if known is not None else nullcontext():
+                return read_any(Path(tmp), "canonical")
+        except SchemaError as exc:  # name the part the user wrote, not our link to it
+            named = [dataclasses.replace(p, file=p.file.replace(str(link), str(path))) for p in exc.problems]
+            raise SchemaError(named) from None
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(link), str(path))) from None
+
+
+class OpenOrders:
+    """Orders submitted in the parts read so far that may still get a fill or cancel: ``new`` minus those
+    cancelled or filled in full. Bounded by the venue's resting orders, not by the length of the stream."""
+
+    def __init__(self) -> None:
+        self.left = pa.table({"order_id": pa.array([], pa.string()), "left": pa.array([], pa.float64())})
+
+    def ids(self) -> pa.Array:
+        return self.left["order_id"].combine_chunks()
+
+    def update(self, orders: pa.Table) -> None:
+        ev = orders["event"]
+        qty = orders["qty"].cast(pa.float64()).fill_null(0.0)
+        # a new adds its size, a fill takes its size off, a cancel closes the order whatever is left
+        delta = pc.if_else(
+            pc.equal(ev, "new"),
+            qty,
+            pc.if_else(pc.equal(ev, "fill"), pc.negate(qty), pa.scalar(-math.inf)),
+        )
+        moves = pa.table({"order_id": orders["order_id"].cast(pa.string()), "left": delta})
+        both = pa.concat_tables([self.left, moves]).group_by("order_id").aggregate([("left", "sum")])
+        both = both.rename_columns(["order_id", "left"])
+        self.left = both.filter(pc.greater(both["left"], 1e-12))
 
 
 @dataclass
@@ -403,10 +448,22 @@ class FolderTail:
     part in that format. Names starting with ``.`` or ``_`` and ``*.tmp`` files are in-flight and ignored.
     """
 
-    def __init__(self, folder: Path, fmt: str, *, date: str | None = None, seen: Sequence[str] = ()):
+    def __init__(
+        self,
+        folder: Path,
+        fmt: str,
+        *,
+        date: str | None = None,
+        seen: Sequence[str] = (),
+        keep_going: bool = False,
+    ):
         self.folder, self.fmt, self.date = folder, fmt, date
         self.seen = set(seen)
         self._sizes: dict[str, int] = {}
+        self.open_orders = OpenOrders()
+        #: parts refused by validation (name, problems); with ``keep_going`` False the first one raises
+        self.rejected: list[tuple[str, str]] = []
+        self.keep_going = keep_going
 
     def _table_of(self, p: Path) -> str | None:
         if self.fmt != "canonical":
@@ -434,11 +491,22 @@ class FolderTail:
                 self._sizes[p.name] = size
                 continue
             self.seen.add(p.name)
-            tables = (
-                _canonical_part(p, table)
-                if self.fmt == "canonical"
-                else read_any(p, self.fmt, date=self.date)
-            )
+            try:
+                if self.fmt != "canonical":
+                    tables = read_any(p, self.fmt, date=self.date)
+                elif table == "orders":
+                    tables = _canonical_part(p, table, self.open_orders.ids())
+                    self.open_orders.update(tables["orders"])
+                else:
+                    tables = _canonical_part(p, table)
+            except (SchemaError, InputError) as exc:
+                # a live desk keeps watching: the bad part is refused whole, named and counted, and can
+                # be dropped in again corrected under a new name
+                if not self.keep_going:
+                    raise
+                self.rejected.append((p.name, str(exc)))
+                print(f"rejected part {p}: {one_line(exc)}", file=sys.stderr, flush=True)
+                continue
             parts.append(Part(p.name, tables))
         return parts
 
@@ -547,6 +615,8 @@ class WatchResult:
     batches: list[BatchStats] = field(default_factory=list)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     late_events: int = 0
+    #: live mode: parts refused by validation, (file name, problems)
+    rejected_parts: list[tuple[str, str]] = field(default_factory=list)
     resumed_from: int | None = None
     stopped: str = "end of data"
 
@@ -607,8 +677,9 @@ def _merge(pending: dict[str, pa.Table], part: Mapping[str, pa.Table]) -> dict[s
         if name in part:
             new = _with_ts_us(name, part[name])
             if name in out and out[name].num_rows:
-                key = "trade_id" if name == "trades" else "event_id"
-                new = pa.concat_tables([out[name], new]).sort_by([("ts_us", "ascending"), (key, "ascending")])
+                new = pa.concat_tables([out[name], new]).sort_by(
+                    [("ts_us", "ascending"), (ORDER_KEY[name], "ascending")]
+                )
             out[name] = new
     return out
 
@@ -659,7 +730,7 @@ def watch(
         if not data.is_dir():
             raise ValueError(f"{data}: --follow tails a folder; give the folder new parts land in")
         static = static_tables(data) if fmt == "canonical" else {}
-        tail = FolderTail(data, fmt, date=date)
+        tail = FolderTail(data, fmt, date=date, keep_going=True)
         first_parts = tail.poll() or []
         # files present at start are complete: take them without waiting a poll for stable sizes
         first_parts += tail.poll()
@@ -676,10 +747,10 @@ def watch(
         name: _with_ts_us(name, conform(name, TABLES[name].arrow_schema.empty_table())).schema
         for name in TIMED
     }
-    if fmt != "canonical" and "orders" not in pending:
+    if "orders" not in pending and (fmt != "canonical" or not follow):
         schemas.pop("orders")  # trade-only sources (ccxt, tardis, binance)
-    elif fmt == "canonical" and not follow and "orders" not in pending:
-        schemas.pop("orders")
+    if "book" not in pending:
+        schemas.pop("book")  # level (L2) changes come only from Tardis book files
     profile = _profile(pending, static, schemas)
     runnable = [r for r in rules if r.skip_reason(profile) is None]
     state.rules = runnable
@@ -854,6 +925,8 @@ def watch(
                     if pause > 0:
                         time.sleep(pause)
     finally:
+        if tail is not None:
+            result.rejected_parts = list(tail.rejected)
         for d in detached.values():  # interrupted: the pinned snapshots are released, their alerts not raised
             d.future.cancel()
         pool.shutdown(wait=True)

@@ -462,8 +462,28 @@ def row_checks(
     return checks
 
 
-def table_checks(spec: TableSpec, present: Mapping[str, str] | Sequence[str]) -> list[RowCheck]:
-    """Checks across rows: duplicate ids (the first row of an id is kept) and, for orders, the lifecycle."""
+#: order ids whose ``new`` event came in an earlier part of a stream (``watch --follow``): a fill or cancel of
+#: one of them in a later part is no lifecycle error (see :func:`known_orders`)
+_KNOWN_ORDERS: ContextVar[pa.Array | None] = ContextVar("ms_known_orders", default=None)
+_KNOWN_ORDERS_VIEW = "__ms_known_orders"
+
+
+@contextmanager
+def known_orders(order_ids: pa.Array) -> Iterator[None]:
+    """Within the block, the lifecycle check of an orders table accepts a fill or cancel of ``order_ids``
+    without a ``new`` in the same table: orders submitted in an earlier part of a live stream."""
+    token = _KNOWN_ORDERS.set(order_ids)
+    try:
+        yield
+    finally:
+        _KNOWN_ORDERS.reset(token)
+
+
+def table_checks(
+    spec: TableSpec, present: Mapping[str, str] | Sequence[str], *, known_view: str | None = None
+) -> list[RowCheck]:
+    """Checks across rows: duplicate ids (the first row of an id is kept) and, for orders, the lifecycle
+    (``known_view``: a relation of order ids submitted before this table, see :func:`known_orders`)."""
     types = dict(present) if isinstance(present, Mapping) else dict.fromkeys(present, "VARCHAR")
     checks: list[RowCheck] = []
     if spec.key and all(k in types for k in spec.key):
@@ -480,12 +500,15 @@ def table_checks(spec: TableSpec, present: Mapping[str, str] | Sequence[str]) ->
     if spec.name == "orders" and {"order_id", "event", "ts"} <= types.keys():
         ts = parse_sql(ORDERS.column("ts"), types["ts"])
         ev = "CAST(event AS VARCHAR)"
+        earlier = (
+            "" if known_view is None else f" AND CAST(order_id AS VARCHAR) NOT IN (SELECT id FROM {known_view})"
+        )
         checks.append(
             RowCheck(
                 "order_id",
                 "fill/cancel without an earlier `new` event of its order",
                 f"({ev} IN ('fill', 'cancel') AND NOT coalesce(min(CASE WHEN {ev} = 'new' THEN {ts} END) "
-                f"OVER (PARTITION BY order_id) <= {ts}, false))",
+                f"OVER (PARTITION BY order_id) <= {ts}, false){earlier})",
                 window=True,
             )
         )
@@ -686,7 +709,15 @@ def _screen(
     if missing:
         raise SchemaError([Problem(file_label, labels.get(c, c), "missing column") for c in missing])
     data_cols = [c for c in types if not c.startswith("__")]
-    checks = [*extra_checks, *row_checks(spec, types, limits), *table_checks(spec, types)]
+    known = _KNOWN_ORDERS.get() if spec.name == "orders" else None
+    if known is not None:
+        con.register(_KNOWN_ORDERS_VIEW, pa.table({"id": known.cast(pa.string())}))
+    known_view = _KNOWN_ORDERS_VIEW if known is not None else None
+    checks = [
+        *extra_checks,
+        *row_checks(spec, types, limits),
+        *table_checks(spec, types, known_view=known_view),
+    ]
     has_row, has_file = "__row" in types, "__file" in types
     extra = []
     if not has_row:
