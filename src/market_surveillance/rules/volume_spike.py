@@ -201,7 +201,9 @@ class VolumeSpike(Rule):
             & (at.recent >= at.floor_n)
             & (at.prior_n >= p.min_prior_trades)
         )
-        hits = at.filter(hit if since is None else hit & (at.ts_us >= since))
+        if since is not None and until is not None:
+            hit &= (at.ts_us >= since) & (at.ts_us <= until)  # online: the hits this batch decides
+        hits = at.filter(hit)
         hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.r.max(),
