@@ -21,11 +21,10 @@ SEEDS = [1, 2, 3, 4, 5]
 #: What the rules do not reach yet on the reference world (issue 12 is open for them), each with its reason.
 #: The tests fail on any other shortfall and on a listed one that has been fixed, so the list stays true.
 KNOWN_SHORTFALLS: dict[str, str] = {
-    # per seed (bench/scorecard.py --seeds 1 2 3 4 5, branch robust-12); every five-seed pool holds
-    "recall marking_the_close": "MS018 misses the weakest ramp on seed 5 (3 of 4 found: 0.75; pool 19/20)",
-    # below the floor on one seed only (the five-seed pools above hold): the stricter matching of market-level
-    # alerts to labels (issue 12) no longer credits them with all-day position-concentration labels
-    "precision extreme_price_move": "MS003 on seed 4: 0.82",
+    # per seed (bench/scorecard.py --seeds 1 2 3 4 5, branch recall-12); every five-seed pool holds. Below the
+    # floor on one seed only: the stricter matching of market-level alerts to labels (issue 12) no longer
+    # credits them with all-day position-concentration labels. (MS018's weakest ramp on seed 5 and MS003 on
+    # seed 4 left this list with the participation path and the half-hour move floor.)
     "precision cross_market_divergence": "MS012 on one seed: 0.89",
     "precision volume_spike": "MS004 on seed 5: 5/6, a lumpy institutional account at 5.0x its own norm",
 }

@@ -32,6 +32,10 @@ IN_VIEW_NORMS = {"MS002", "MS030", "MS031", "MS032", "MS033", "MS034", "MS035", 
 EXCEPTIONS = {"MS014"} | IN_VIEW_NORMS
 # their value is a multiple of those norms: same alerts, values differ with the norms' window
 VALUE_IN_VIEW = {"MS003", "MS004", "MS005"}
+# MS003's std floor includes the asset's median half-hour move (liquidity.move_30m_bps): online, as of the last
+# refresh over the trailing day, so a print within 10 % of the sigma threshold can fall either side of it (on
+# the demo day one such alert each way). Every MS003 alert clear of that margin must agree.
+BORDERLINE = {"MS003": 1.1 * 4.5}
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,24 @@ def test_watch_replay_same_alerts_as_batch_on_demo_data(demo):
     batch = run_rules(tables, profile, rules).alerts.to_pylist()
     online = watch(demo, _rules(), max_batch_events=40_000).alert_table().to_pylist()
     assert len({r["alert_id"] for r in online}) == len(online)  # never raised twice
-    assert sorted(map(_key, online)) == sorted(map(_key, batch))
+
+    def borderline(r: dict) -> bool:
+        return r["value"] < BORDERLINE.get(r["rule_id"], -math.inf)
+
+    batch_ids = {r["alert_id"] for r in batch}
+    online_ids = {r["alert_id"] for r in online}
+    # an alert raised one way only must be a borderline one of a rule that may have them
+    assert all(borderline(r) for r in batch if r["alert_id"] not in online_ids)
+    assert all(borderline(r) for r in online if r["alert_id"] not in batch_ids)
+    both = batch_ids & online_ids
+    assert sorted(_key(r) for r in online if r["alert_id"] in both) == sorted(
+        _key(r) for r in batch if r["alert_id"] in both
+    )
     by_id = {r["alert_id"]: r for r in batch}
     off = set()
     for r in online:
+        if r["alert_id"] not in by_id:
+            continue
         b = by_id[r["alert_id"]]
         # running sums over a shorter history round differently in the last digits
         if not math.isclose(r["value"], b["value"], rel_tol=1e-6):
@@ -230,10 +248,14 @@ def test_live_orders_part_fill_of_an_earlier_order_accepted_of_an_unknown_one_re
         return {"event_id": eid, "order_id": oid, "event": ev, "ts": t, "qty": qty, "account_id": "A1"}
 
     tail = FolderTail(tmp_path, "canonical")
-    pq.write_table(orders([row("e1", "o1", "new", 0, 2.0), row("e2", "o2", "new", 1)]), tmp_path / "orders-0.parquet")
+    pq.write_table(
+        orders([row("e1", "o1", "new", 0, 2.0), row("e2", "o2", "new", 1)]), tmp_path / "orders-0.parquet"
+    )
     assert tail.poll() == [] and len(tail.poll()) == 1  # the second poll sees a stable size
     assert sorted(tail.open_orders.ids().to_pylist()) == ["o1", "o2"]
-    pq.write_table(orders([row("e3", "o1", "fill", 2), row("e4", "o2", "cancel", 3)]), tmp_path / "orders-1.parquet")
+    pq.write_table(
+        orders([row("e3", "o1", "fill", 2), row("e4", "o2", "cancel", 3)]), tmp_path / "orders-1.parquet"
+    )
     tail.poll()
     (part,) = tail.poll()
     assert part.tables["orders"].num_rows == 2

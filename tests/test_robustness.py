@@ -24,11 +24,9 @@ SEED, CLEAN_SEED = 11, 111
 
 #: "recall <typology>/<variant>" | "precision <rule>" | "clean" -> why it is not reached yet
 KNOWN_SHORTFALLS: dict[str, str] = {
-    # seeds 11/111 with the rules of branch robust-12 (five-seed figures: docs/evaluation.md); the rules side
-    # shrinks this list as rules reach the floors
-    "recall front_running/small_profit": "6-15 bps on a major is under a minute of its own price noise",
+    # seeds 11/111 with the rules of branch recall-12 (five-seed figures: docs/evaluation.md); the rules side
+    # shrinks this list as rules reach the floors (front_running/small_profit and the clean rate left it there)
     "precision cancel_to_fill": "an unlabelled account",
-    "clean": "clean random world 111 stays above 5 per 100k trades (seeds 101/102 pool: 4.04)",
 }
 
 pytestmark = pytest.mark.slow

@@ -907,10 +907,17 @@ def screen_file(
     relation = _raw_relation_sql(path)
     if load_text and path.is_file() and path.suffix.lower() != ".parquet":
         loaded = f"__ms_text_{table}"
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {loaded} AS SELECT * FROM {relation}")
-        except duckdb.Error as exc:  # the same one line as a failing check query would give
-            raise InputError(f"{path}: cannot read: {one_line(exc)}") from exc
+        typed = None if quarantine else _typed_csv_sql(path, TABLES[table])
+        if typed is not None:
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {loaded} AS SELECT * FROM {typed}")
+            except duckdb.Error:
+                typed = None  # a value the typed reader refuses: the text path below names its row
+        if typed is None:
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {loaded} AS SELECT * FROM {relation}")
+            except duckdb.Error as exc:  # the same one line as a failing check query would give
+                raise InputError(f"{path}: cannot read: {one_line(exc)}") from exc
         relation = loaded
     return screen(
         con,
@@ -921,6 +928,34 @@ def screen_file(
         quarantine=quarantine,
         extra_checks=[cut] if cut else (),
     )
+
+
+def _typed_csv_sql(path: Path, spec: TableSpec) -> str | None:
+    """A CSV reader that parses the canonical numeric and timestamp columns while it reads (the others stay
+    text, as :func:`csv_relation_sql` reads them), or None when no such column is in the header.
+
+    The fast path of :func:`screen_file` (``load_text``, no quarantine): a clean file loads already typed, its
+    parse checks have nothing left to find (a typed column cannot hold an unparseable value) and the loaded
+    copy needs no cast per row afterwards. The reader refuses the whole file at the first value it cannot
+    parse; the caller then loads the text, so bad values are reported by row exactly as before, and
+    quarantined rows always keep their text (the caller passes no typed reader with ``quarantine``).
+    """
+    import csv
+
+    # the header as Python's csv module reads it: a name DuckDB does not find (another delimiter, say) fails
+    # the typed read and the caller falls back to the text path, so this guess is never trusted blindly; it
+    # spares a second sniff of the file
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            names = next(csv.reader([f.readline()]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    wanted = {c.name: _duck_type(c.type) for c in spec.all_columns}
+    types = {n: wanted[n] for n in names if wanted.get(n) in ("DOUBLE", "BIGINT", "TIMESTAMPTZ")}
+    if not types:
+        return None
+    listed = ", ".join(f"{_lit(n)}: {_lit(t)}" for n, t in types.items())
+    return csv_relation_sql(path)[:-1] + f", types={{{listed}}})"
 
 
 def _utc_connection() -> duckdb.DuckDBPyConnection:

@@ -144,3 +144,32 @@ def test_extreme_price_move_invariant_to_row_order(order):
     base = [*_quiet(), {"ts": 600, "price": 110.0}, {"ts": 605, "price": 111.0}]
     base = [{**r, "trade_id": f"T{i:03d}"} for i, r in enumerate(base)]
     assert _run([base[i] for i in order]).equals(_run(base))
+
+
+def _zigzag_then_flat(swing: float) -> list[dict]:
+    """Five hours in which every half hour (epoch-aligned) the price drifts ``swing`` (a fraction) up or down,
+    ending at 100, then a flat half hour at 100 (±1 bp), then one print 100 bps above it."""
+    rows: list[dict] = []
+    level = 100.0  # ten legs, alternately up and down: ends where it starts
+    for k in range(10):
+        target = level * (1 + swing) if k % 2 == 0 else level / (1 + swing)
+        for i in range(90):
+            rows.append({"ts": 1800 * k + 20 * i, "price": level + (target - level) * i / 89})
+        level = target
+    rows += [{"ts": 18_000 + 20 * i, "price": 100.0 + 0.01 * (i % 2)} for i in range(90)]
+    rows.append({"ts": 19_810, "price": 101.0, "trade_id": "X"})
+    return rows
+
+
+def test_extreme_price_move_ordinary_half_hour_move_after_quiet_window_no_alert():
+    # 100 bps after a flat half hour is 5 floor-sigmas (20 bps) of the quiet window, but this asset moves
+    # 100 bps in an ordinary half hour: its own half-hour move is the floor of the std
+    rows = _zigzag_then_flat(0.01)
+    assert _run(rows).num_rows == 0
+    assert _run(rows, ExtremePriceMoveParams(min_window_move_multiple=0.0)).num_rows == 1
+
+
+def test_extreme_price_move_calm_asset_same_print_found():
+    # the same print on an asset whose ordinary half hour moves 10 bps: 100 bps is extreme for it
+    out = _run(_zigzag_then_flat(0.001))
+    assert out.num_rows == 1 and out["evidence_trade_ids"][0].as_py() == ["X"]

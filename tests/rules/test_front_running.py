@@ -150,3 +150,58 @@ def test_front_running_tight_spread_major_small_profit_found_wide_token_not():
 
     assert _run(bg(1.0) + _case(exit_px=100.12)).num_rows == 1
     assert _run(bg(30.0) + _case(exit_px=100.12)).num_rows == 0
+
+
+# a longer day for the idle path: the same bouncing background over 5,400 s, so the hour before a print at
+# 4,000 s is in view
+LONG_BACKGROUND = [
+    {**r, "ts": 9 * i} for i, r in enumerate(BACKGROUND[i % len(BACKGROUND)] for i in range(600))
+]
+
+
+def _idle_case(exit_px: float, big_ts: float = 4_000.0) -> list[dict]:
+    """F, with no other trade in the hour before, buys 10,000 USD 20 s ahead of W's print, sells 100 s after."""
+    return _case(entry_ts=big_ts - 20, exit_ts=big_ts + 100, exit_px=exit_px, ts=big_ts)
+
+
+def test_front_running_entry_from_idle_small_profit_found():
+    # 8 bps: under the ordinary 4 steps (20 bps), over one step (5 bps) for an entry opened from idle
+    out = _run(LONG_BACKGROUND + _idle_case(exit_px=100.08))
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["accounts"] == ["F"] and row["window_start"] == at(3_980) and row["window_end"] == at(4_100)
+    assert abs(row["value"] - 8.0) < 1e-6
+    assert "from idle" in row["explanation"]
+
+
+def test_front_running_entry_from_idle_just_under_one_step_no_alert():
+    assert _run(LONG_BACKGROUND + _idle_case(exit_px=100.045)).num_rows == 0  # 4.5 bps < one 5 bps step
+    assert _run(LONG_BACKGROUND + _idle_case(exit_px=100.055)).num_rows == 1  # 5.5 bps
+
+
+def test_front_running_busy_account_small_profit_no_alert():
+    # F also traded another asset 1,000 s before the print: not idle, so 8 bps is under the ordinary floor
+    other = {**_leg(3_000, "sell", 50.0, "FOTHER"), "asset": "ETH-USD"}
+    assert _run([*LONG_BACKGROUND, *_idle_case(exit_px=100.08), other]).num_rows == 0
+    # a trade more than idle_s before the print does not count
+    older = {**other, "ts": 300.0}
+    assert _run([*LONG_BACKGROUND, *_idle_case(exit_px=100.08), older]).num_rows == 1
+
+
+def test_front_running_idle_window_before_the_data_ordinary_floor():
+    # the data in view starts 1,000 s before the print: whether F was idle for an hour is unknown
+    assert _run(BACKGROUND + _idle_case(exit_px=100.08, big_ts=1_000.0)).num_rows == 0
+
+
+def test_front_running_entry_from_idle_wide_step_token_no_alert():
+    # the same 8 bps idle round trip on a token stepping 30 bps is under one of its steps
+    wide = [{**r, "price": 100.0 * (1.0015 if i % 2 else 0.9985)} for i, r in enumerate(LONG_BACKGROUND)]
+    assert _run(wide + _idle_case(exit_px=100.08)).num_rows == 0
+    assert _run(wide + _idle_case(exit_px=100.32)).num_rows == 1  # 32 bps: over one 30 bps step
+
+
+def test_front_running_idle_path_sensitive_vs_non_sensitive_params():
+    rows = LONG_BACKGROUND + _idle_case(exit_px=100.08)
+    assert _run(rows, FrontRunningParams(idle_s=0.0)).num_rows == 0  # no idle path
+    assert _run(rows, FrontRunningParams(idle_profit_move_multiple=2.0)).num_rows == 0  # 8 < 10 bps
+    assert _run(rows, FrontRunningParams(idle_s=7_200.0)).num_rows == 0  # 2 h before the print: not in view

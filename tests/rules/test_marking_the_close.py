@@ -89,13 +89,20 @@ def test_marking_the_close_just_under_thresholds_no_alert():
     bg, last = _before_push(_background())
     rows = bg + _push(last)
     value = _run(rows).to_pylist()[0]["value"]
-    assert _run(rows, MarkingTheCloseParams(move_multiple=value * 1.01)).num_rows == 0
-    assert _run(rows, MarkingTheCloseParams(move_multiple=value * 0.99)).num_rows == 1
-    # a two-sided window (the push's buys answered by as many sells) is not a push
+    # the price path alone (m's dominance of the window would flag it anyway: see the participation tests)
+    price_only = {"min_participation": 0.0}
+    assert _run(rows, MarkingTheCloseParams(move_multiple=value * 1.01, **price_only)).num_rows == 0
+    assert _run(rows, MarkingTheCloseParams(move_multiple=value * 0.99, **price_only)).num_rows == 1
+    # a two-sided window (the buys of many accounts answered by as many sells of many others) is not a push
+    crowd = [{**r, "buyer_id": f"m{k}"} for k, r in enumerate(_push(last))]
     answered = [
-        {**r, "trade_id": f"A{r['trade_id']}", "ts": r["ts"] + 1, "aggressor": "sell"} for r in _push(last)
+        {**r, "trade_id": f"A{r['trade_id']}", "ts": r["ts"] + 1, "aggressor": "sell", "seller_id": f"s{k}"}
+        for k, r in enumerate(crowd)
     ]
-    assert _run(rows + answered).num_rows == 0
+    assert _run(bg + crowd + answered).num_rows == 0
+    # ... but one account taking all those buys dominates the window one way: a push whatever the others do
+    out = _run(rows + answered)
+    assert out.num_rows == 1 and out.to_pylist()[0]["accounts"] == ["m"]
 
 
 def test_marking_the_close_same_push_away_from_the_fixing_no_alert():
@@ -166,3 +173,34 @@ def test_marking_the_close_online_due_exactly_when_a_fixing_passed(
     rule = MarkingTheClose(MarkingTheCloseParams(fixing_times=times, fixing_interval_s=interval))
     first = ibis.duckdb.connect().execute(next_fixing(ibis.literal(since), rule.params))
     assert rule.online_due(since, since + length) == (first <= since + length)
+
+
+def test_marking_the_close_dominant_account_without_price_move_found():
+    # m buys aggressively 20 times into the fixing, most of the notional, while the price goes nowhere (the
+    # market trades against it): the participation path names it
+    bg, last = _before_push(_background())
+    out = _run(bg + _push(last, rise=0.0))
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["accounts"] == ["m"] and "one account's share dominant" in row["explanation"]
+    assert row["value"] < 2.5  # no price push behind it
+    assert _run(bg + _push(last, rise=0.0), MarkingTheCloseParams(min_participation=0.0)).num_rows == 0
+
+
+def test_marking_the_close_dominant_account_just_under_thresholds_no_alert():
+    bg, last = _before_push(_background())
+    flat = _push(last, rise=0.0)
+    assert _run(bg + flat[:4]).num_rows == 0  # 4 trades < min_participation_trades 5
+    assert _run(bg + flat[:5]).num_rows == 1
+    # m also sells back passively 3 of its 20 lots, late in the window: 87 % one way over 15 minutes, 73 %
+    # over the last 5, under 0.9 either way
+    back = [
+        {**r, "trade_id": f"R{k}", "ts": r["ts"] + 2, "buyer_id": "x", "seller_id": "m", "aggressor": "buy"}
+        for k, r in enumerate(flat[-3:])
+    ]
+    assert _run(bg + flat + back).num_rows == 0
+    # with the background trading on through the push m holds 2/3 of the 15-minute span's notional and 70 %
+    # of the 5-minute one (the price reading is switched off: the walk moves while m buys)
+    rows = _background() + flat
+    assert _run(rows, MarkingTheCloseParams(min_participation=0.65, move_multiple=100.0)).num_rows == 1
+    assert _run(rows, MarkingTheCloseParams(min_participation=0.75, move_multiple=100.0)).num_rows == 0

@@ -128,8 +128,13 @@ def open_canonical(
             write_quarantine(qdir, name, [s.bad_rows] if s.bad_rows is not None else [])
     # Tables read from text are parsed once into DuckDB tables: each rule scans its inputs again, and a view
     # over a CSV file re-parses every value (all_varchar + TRY_CAST) for every rule. Parquet stays a lazy
-    # view (its scans are cheap and prune columns; a copy would only cost memory).
-    text = {name for name in views if _is_text_file(find_table_file(data_dir, name))}
+    # view (its scans are cheap and prune columns; a copy would only cost memory), and so does a CSV file
+    # validation already loaded typed (``schema.screen_file``): its view only renames.
+    text = {
+        name
+        for name, s in screened.items()
+        if _is_text_file(find_table_file(data_dir, name)) and _parsed_per_scan(name, s.types)
+    }
     for name in list(views):
         if name in TIMED:
             kind = "TEMP TABLE" if name in text else "VIEW"
@@ -140,6 +145,14 @@ def open_canonical(
             views[name] = f"{name}_tab"
     tables = {name: backend.table(view) for name, view in views.items()}
     return OpenedSource(backend, tables, profile_of(tables), counts)
+
+
+def _parsed_per_scan(name: str, types: Mapping[str, str]) -> bool:
+    """Whether the canonical view of a table parses text: a column typed in the canonical schema is text in
+    the relation it reads."""
+    return any(
+        c.type != pa.string() and types.get(c.name, "").upper() == "VARCHAR" for c in TABLES[name].all_columns
+    )
 
 
 def _is_text_file(path: Path | None) -> bool:

@@ -130,6 +130,11 @@ def median_where(x: ir.NumericColumn, cond: ir.BooleanColumn) -> ir.NumericScala
     return ibis.ifelse(cond, x, ibis.null()).median()
 
 
+#: bars over which ``asset_liquidity`` measures the asset's typical half-hour move, and how many it needs
+MOVE_BAR_S = 1800
+MOVE_MIN_BARS = 8
+
+
 def asset_liquidity(trades: ir.Table) -> ir.Table:
     """The instrument's own scale, per asset (all venues), for liquidity-relative thresholds.
 
@@ -137,19 +142,31 @@ def asset_liquidity(trades: ir.Table) -> ir.Table:
     asset's data (the span floored at an hour, so a short file is not extrapolated from a few minutes);
     ``move_bps``, the median non-zero absolute price change between consecutive prints, in bps (on a
     tape the bid-ask bounce dominates it, so it stands in for the typical spread where no quotes are
-    known; for a slow random walk it is the typical step).
+    known; for a slow random walk it is the typical step); ``move_30m_bps``, the median non-zero absolute
+    change from first to last print of its epoch-aligned half-hour bars, in bps (its ordinary half-hour
+    move; null with fewer than ``MOVE_MIN_BARS`` bars, too few for a norm).
     """
+    from market_surveillance.rules.bars import bars  # bars builds on this module
+
     tr = trades.mutate(_notional=trades.price * trades.qty)
     w = ibis.window(group_by=tr.asset, order_by=[tr.ts_us, tr.trade_id])
     prev = tr.price.lag().over(w)
     tr = tr.mutate(_move=((tr.price - prev).abs() / prev * 10_000))
     day_us = 86_400 * US
     span = ibis.greatest(tr.ts_us.max() - tr.ts_us.min(), day_us // 24).cast("float64")
-    return tr.group_by("asset").aggregate(
+    liq = tr.group_by("asset").aggregate(
         med_notional=tr._notional.median(),
         adv=tr._notional.sum() / (span / day_us),
         move_bps=median_where(tr._move, tr._move > 0),
     )
+    b = bars(trades, MOVE_BAR_S)
+    b = b.mutate(_m=(b.close / b.open - 1.0).abs() * 10_000)
+    half_hour = b.group_by(h_asset=b.asset).aggregate(_n=b.count(), move_30m_bps=median_where(b._m, b._m > 0))
+    half_hour = half_hour.mutate(
+        move_30m_bps=ibis.ifelse(half_hour._n >= MOVE_MIN_BARS, half_hour.move_30m_bps, ibis.null())
+    )
+    j = liq.left_join(half_hour, liq.asset == half_hour.h_asset)
+    return j.select("asset", "med_notional", "adv", "move_bps", "move_30m_bps")
 
 
 def order_norms(orders: ir.Table) -> ir.Table:

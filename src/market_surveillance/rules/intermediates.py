@@ -57,7 +57,7 @@ INTERMEDIATES: dict[str, Intermediate] = {
             "liquidity",
             ("trades",),
             lambda t: asset_liquidity(t["trades"]),
-            "per asset: median trade notional, ADV, typical price step (`_common.asset_liquidity`)",
+            "per asset: median trade notional, ADV, typical price step and half-hour move (`_common.asset_liquidity`)",
         ),
         Intermediate(
             "order_norms",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
-from market_surveillance.rules._common import alert_rows, one_account, trailing, with_episodes
+from market_surveillance.rules._common import US, alert_rows, one_account, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -17,6 +17,26 @@ class MessageRateParams(Params):
     window_s: int = param(60, low=1, doc="trailing window, seconds")
     max_messages: int = param(45, low=1, doc="instructions (new + cancel) allowed in the window")
     episode_gap_s: int = param(300, low=1, doc="hits further apart start a new episode, seconds")
+
+
+def _hot_books(o: ir.Table, keys: list[str], p: MessageRateParams) -> ir.Table:
+    """The instructions the trailing-window count must see, and no others: an exact prefilter.
+
+    With time cut into buckets one window long, the window [t − w, t] of an instruction in bucket b lies in
+    buckets b − 1 and b, so its count is at most their total. Only buckets whose total with the previous
+    bucket passes ``max_messages`` ("hot") can hold a hit; those and the bucket before each of them are
+    kept whole, so every count there is exact, and a count elsewhere (history only) is at most its bucket
+    pair's total, which is not over the limit. Most (account, asset) books never come near the limit: a
+    hash aggregate drops them before the range window sorts what is left.
+    """
+    w = int(p.window_s * US)
+    o = o.mutate(_bk=o.ts_us - o.ts_us % w)
+    c = o.group_by([*keys, "_bk"]).aggregate(_c=o.count())
+    prev = c.select(*[c[k].name(f"_p_{k}") for k in keys], _p_bk=c._bk + w, _pc=c._c)
+    pair = c.left_join(prev, [c[k] == prev[f"_p_{k}"] for k in keys] + [c._bk == prev._p_bk])
+    hot = pair.filter(pair._c + pair._pc.fill_null(0) > p.max_messages).select(*keys, "_bk")
+    need = hot.union(hot.mutate(_bk=hot._bk - w)).distinct()
+    return o.semi_join(need, [*keys, "_bk"]).drop("_bk")
 
 
 @register
@@ -53,6 +73,7 @@ class MessageRate(Rule):
         o = t["orders"]
         o = o.filter(o.account_id.notnull() & o.event.isin(["new", "cancel"]))
         keys = ["account_id", "asset"]
+        o = _hot_books(o, keys, p)
         o = o.mutate(n=o.event_id.count().over(trailing(o, keys, p.window_s)))
         hits = with_episodes(o.filter(o.n > p.max_messages), keys, p.episode_gap_s, tiebreak="event_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
