@@ -66,6 +66,16 @@ def main() -> None:
     )
     print("seconds per rule: " + ", ".join(f"{k} {v:.1f}" for k, v in per_rule.most_common()))
     print(f"alerts: {len(res.alerts)}")
+    # where the tail latency comes from: the slowest batches and the rules that took most of them
+    for b in sorted(res.batches, key=lambda b: -b.seconds)[:3]:
+        top = ", ".join(f"{k} {v:.1f}" for k, v in Counter(b.rule_seconds).most_common(3))
+        outside = b.seconds - sum(b.rule_seconds.values())
+        print(
+            f"slow batch: {b.seconds:.2f} s, {b.events:,} events up to {np.datetime64(b.now_us, 'us')}"
+            f" ({top}; outside the rules {outside:.1f})"
+        )
+    outside = lat.sum() - sum(per_rule.values())
+    print(f"outside the rules (append, prune, norms, reconcile): {outside:.1f} s")
 
 
 if __name__ == "__main__":

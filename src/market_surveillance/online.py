@@ -115,6 +115,18 @@ class OnlineState:
     def max_horizon_us(self, span_us: int) -> int:
         return max((self.horizon_us(r, span_us) for r in self.rules), default=span_us)
 
+    def decide_from_us(self, rule: Rule, now: int, span_us: int, previous: int | None) -> int:
+        """Event time from which ``rule``'s hits can matter at ``now`` (``intermediates.decide_from``).
+
+        A new alert is raised only if first decided after ``now - span - gap - 2 steps`` (see
+        :meth:`reconcile`); one more episode gap before that, an entity's earlier hits are either a
+        separate episode or inside an alert already raised, whose window holds every hit up to the last
+        evaluation ``previous`` of the rule (a rule skipped on some batches reaches back to it).
+        """
+        gap = int(rule.episode_gap_s() * US)
+        since = now - span_us if previous is None else min(now - span_us, previous)
+        return since - 2 * gap - 2 * self.step_us
+
     def restore(self, alerts: pa.Table, watermark: int) -> None:
         """Resume from alerts already raised (store or out file) and the watermark they were decided up to."""
         self.watermark = watermark
@@ -257,6 +269,16 @@ class DuckDBBuffer:
                 views[name] = self.backend.table(view)
             for name, physical in self._physical.items():
                 views[name] = self.backend.table(physical)
+            # where the rule's hits start to matter to the batch (intermediates.decide_from)
+            rid = rule.rule_id.lower()
+            self.con.execute(f"SET VARIABLE ms_from_{rid} = 0::BIGINT")
+            self.con.execute(f"SET VARIABLE ms_until_{rid} = {2**62}::BIGINT")
+            self.con.execute(
+                f'CREATE OR REPLACE VIEW "decide_from_{rid}" AS '
+                f"SELECT getvariable('ms_from_{rid}')::BIGINT AS ts_us, "
+                f"getvariable('ms_until_{rid}')::BIGINT AS until_us"
+            )
+            views[intermediates.DECIDE_FROM] = self.backend.table(f"decide_from_{rule.rule_id.lower()}")
             self._tables[rule.rule_id] = views
             if type(rule).run is Rule.run and type(rule).execute is Rule.execute:
                 expr = rule.expression(views)
@@ -342,10 +364,21 @@ class DuckDBBuffer:
 
         return job
 
-    def run(self, rule: Rule, cut_us: int) -> pa.Table:
+    def run(
+        self, rule: Rule, cut_us: int, from_us: int | None = None, until_us: int | None = None
+    ) -> pa.Table:
+        """``rule``'s alerts on the events after ``cut_us``; hits before ``from_us`` and alerts decided
+        after ``until_us`` may be left out (``rules.intermediates.decide_from``; None: none is)."""
         from market_surveillance.alerts import finalize_alerts
 
-        self.con.execute(f"SET VARIABLE ms_cut_{rule.rule_id.lower()} = {int(cut_us)}::BIGINT")
+        rid = rule.rule_id.lower()
+        self.con.execute(f"SET VARIABLE ms_cut_{rid} = {int(cut_us)}::BIGINT")
+        self.con.execute(
+            f"SET VARIABLE ms_from_{rid} = {int(cut_us if from_us is None else from_us)}::BIGINT"
+        )
+        self.con.execute(
+            f"SET VARIABLE ms_until_{rid} = {2**62 if until_us is None else int(until_us)}::BIGINT"
+        )
         sql = self._sql.get(rule.rule_id)
         if sql is None:
             return rule.execute(self._tables[rule.rule_id]).alerts
@@ -865,6 +898,7 @@ def watch(
                         or not rule.online_due(start, now)
                     ):
                         continue
+                    previous = last_eval.get(rule.rule_id)
                     last_eval[rule.rule_id] = now
                     cut = now - state.horizon_us(rule, span)
                     t_rule = time.perf_counter()
@@ -877,7 +911,8 @@ def watch(
                             state, rule, now, span, pool.submit(buffer.detach(rule, cut))
                         )
                     else:
-                        changed.extend(state.reconcile(rule, buffer.run(rule, cut), now, span))
+                        alerts = buffer.run(rule, cut, state.decide_from_us(rule, now, span, previous), now)
+                        changed.extend(state.reconcile(rule, alerts, now, span))
                     rule_seconds[rule.rule_id] = time.perf_counter() - t_rule
                 if not pending_has_more(pending):
                     for rid in list(detached):

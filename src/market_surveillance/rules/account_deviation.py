@@ -64,11 +64,13 @@ class AccountDeviation(Rule):
         acc = t["accounts"]
         acc = acc.filter(acc.segment == p.segment).select("account_id", "baseline_hourly_notional")
         legs = intermediates.get(t, "account_trades").join(acc, "account_id")
+        since = intermediates.decide_from(t)
         at = legs.mutate(notional=legs.price * legs.qty)
         at = at.mutate(window=at.notional.sum().over(trailing(at, ["account_id"], p.window_s)))
         norm = at.baseline_hourly_notional * (p.window_s / 3600)
         at = at.mutate(m=at.window / ibis.greatest(norm, 1e-9))
-        hits = at.filter((at.m >= p.multiple) & (at.window >= p.min_notional))
+        hit = (at.m >= p.multiple) & (at.window >= p.min_notional)
+        hits = at.filter(hit if since is None else hit & (at.ts_us >= since))
         hits = with_episodes(hits, ["account_id"], p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by(["account_id", "episode"]).aggregate(
             value=hits.m.max(),

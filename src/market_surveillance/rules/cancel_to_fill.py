@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import US, alert_rows, one_account, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -102,6 +103,7 @@ class CancelToFill(Rule):
     def candidates(self, t: Tables, p: CancelToFillParams) -> ir.Table:
         o = t["orders"]
         o = o.filter(o.account_id.notnull())
+        since = intermediates.decide_from(t)
         o = _prune(o, p)
         # cancels and fills share one range-window SUM, packed as cancels·2³² + fills: each range-window
         # aggregate costs a pass of its own on DuckDB, and this rule runs over every order event
@@ -111,7 +113,8 @@ class CancelToFill(Rule):
         o = o.mutate(cancels=o._packed >> 32, fills=o._packed & (_PACK - 1))
         o = o.mutate(r=o.cancels.cast("float64") / ibis.greatest(o.fills, 1).cast("float64"))
         # only cancels in candidate buckets have their whole trailing window in the pruned events
-        hits = o.filter(o._cand & (o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages))
+        hit = o._cand & (o.event == "cancel") & (o.r >= p.ratio) & (o.msgs >= p.min_messages)
+        hits = o.filter(hit if since is None else hit & (o.ts_us >= since))
         hits = with_episodes(hits, ["account_id", "asset"], p.episode_gap_s, tiebreak="event_id")
         g = hits.group_by(["account_id", "asset", "episode"]).aggregate(
             value=hits.r.max(),

@@ -83,6 +83,33 @@ INTERMEDIATES: dict[str, Intermediate] = {
 }
 
 
+#: key of an optional one-row table an online runner adds to the tables it passes a rule: ``ts_us``, the
+#: event time from which the rule's *hits* can still matter to this micro-batch, and ``until_us``, the
+#: batch's end. Everything before ``ts_us`` was decided by earlier batches and anything decided after
+#: ``until_us`` waits for a later one; a rule may leave such hits (not the rows its windows read) out, so
+#: its windows run on the new rows instead of the whole trailing horizon. See :func:`decide_from`.
+DECIDE_FROM = "decide_from"
+
+
+def decide_from(t: Tables) -> ir.IntegerScalar | None:
+    """The event time (µs) from which hits matter (:data:`DECIDE_FROM`), or None: every hit matters (batch).
+
+    The online runner sets it at least one episode gap before the earliest time at which this batch can
+    raise a new alert (``online.OnlineState.reconcile``): a new episode's first hit lies after it, with any
+    earlier hit of the same entity more than a gap before; the hits of an episode already raised that lie
+    after it fall inside that alert's window, so the episode is still continued, not raised again.
+    """
+    tab = t.get(DECIDE_FROM)
+    return None if tab is None else tab.ts_us.max().as_scalar()
+
+
+def decide_until(t: Tables) -> ir.IntegerScalar | None:
+    """The end (µs) of the micro-batch (:data:`DECIDE_FROM`): an alert first decidable after it is left
+    for a later batch. None in a batch run."""
+    tab = t.get(DECIDE_FROM)
+    return None if tab is None else tab.until_us.max().as_scalar()
+
+
 def get(t: Tables, name: str) -> ir.Table:
     """The intermediate ``name``: the materialised table in ``t`` when present, else built from ``t``."""
     if name in t:

@@ -9,6 +9,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import account_trades, alert_rows, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -73,7 +74,9 @@ def linked_pairs(t: Tables, p: OwnerLinkedTradeParams) -> ir.Table | None:
     return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
 
-def _beyond_chance(tr: ir.Table, linked: ir.Table, p: OwnerLinkedTradeParams) -> ir.Table:
+def _beyond_chance(
+    tr: ir.Table, linked: ir.Table, p: OwnerLinkedTradeParams, book_of: ir.Table | None = None
+) -> ir.Table:
     """The linked (pair, asset, venue) books whose crossings are unlikely by chance.
 
     Each buying decision of account ``a`` on a book (its buys, bursts within ``burst_s`` counted once: a
@@ -92,7 +95,9 @@ def _beyond_chance(tr: ir.Table, linked: ir.Table, p: OwnerLinkedTradeParams) ->
         n_ab=(pl.buyer_id == pl.acc_a).cast("int64").sum(),
         n_all=pl.count(),
     )
-    book = tr.group_by(["asset", "venue"]).aggregate(n=tr.count())
+    # every trade of the book (``tr`` may hold only the linked accounts' trades: their legs are all there)
+    book_of = tr if book_of is None else book_of
+    book = book_of.group_by(["asset", "venue"]).aggregate(n=book_of.count())
     # only the linked accounts' own books matter: window their legs, not every account's
     ends = linked.select(r_acct=linked.acc_a, r_asset=linked.asset, r_venue=linked.venue).union(
         linked.select(r_acct=linked.acc_b, r_asset=linked.asset, r_venue=linked.venue)
@@ -190,13 +195,32 @@ class OwnerLinkedTrade(Rule):
         lw = ibis.window(group_by=[links.acc_a, links.acc_b], order_by=[links.w.desc(), links.via])
         links = links.mutate(rk=ibis.row_number().over(lw))
         links = links.filter(links.rk == 0).drop("rk")
+        raw = tr
         tr = tr.filter(tr.buyer_id.notnull() & tr.seller_id.notnull() & (tr.buyer_id != tr.seller_id))
-        tr = tr.mutate(
-            acc_a=ibis.least(tr.buyer_id, tr.seller_id), acc_b=ibis.greatest(tr.buyer_id, tr.seller_id)
-        )
-        j = tr.join(links, ["acc_a", "acc_b"])
+        # the same rows (a null id makes the comparison null), written apart so that the engine scans the
+        # table for the book counts instead of materialising the filtered day for every reader
+        book_of = raw.filter(raw.buyer_id != raw.seller_id)
         keys = ["acc_a", "acc_b", "asset", "venue"]
-        j = j.semi_join(_beyond_chance(tr, j, p), keys)
+
+        def pair(x: ir.Table) -> ir.Table:
+            return x.mutate(
+                acc_a=ibis.least(x.buyer_id, x.seller_id), acc_b=ibis.greatest(x.buyer_id, x.seller_id)
+            )
+
+        since = intermediates.decide_from(t)
+        if since is not None:
+            # online: a pair without a linked trade since then has nothing left to decide (an episode's
+            # decision is its last trade). The others' books are still judged on the whole view, but only
+            # their accounts' trades are read past the book counts: the day's other trades never are
+            new = raw.filter((raw.ts_us >= since) & (raw.buyer_id != raw.seller_id))
+            recent = pair(new).join(links, ["acc_a", "acc_b"]).select(*keys)
+            ids = recent.select(acct=recent.acc_a).union(recent.select(acct=recent.acc_b))
+            tr = tr.filter(tr.buyer_id.isin(ids.acct) | tr.seller_id.isin(ids.acct))
+        tr = pair(tr)
+        j = tr.join(links, ["acc_a", "acc_b"])
+        if since is not None:
+            j = j.semi_join(recent.distinct(), keys)
+        j = j.semi_join(_beyond_chance(tr, j, p, book_of), keys)
         j = with_episodes(j, keys, p.episode_gap_s, tiebreak="trade_id")
         g = j.group_by([*keys, "episode"]).aggregate(
             n=j.count(),

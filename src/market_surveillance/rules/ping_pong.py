@@ -78,7 +78,12 @@ class PingPong(Rule):
         # a pair with fewer than min_trades trades on the book in all cannot reach it in any window: most
         # taker-maker pairs meet once or twice, so the windows run on the few pairs that meet often
         often = tr.group_by(keys).aggregate(n_all=tr.count())
-        tr = tr.semi_join(often.filter(often.n_all >= p.min_trades), keys)
+        often = often.filter(often.n_all >= p.min_trades)
+        since = intermediates.decide_from(t)
+        if since is not None:
+            # online: a pair that has not traded since then has no hit left to decide
+            often = often.semi_join(tr.filter(tr.ts_us >= since).select(*keys).distinct(), keys)
+        tr = tr.semi_join(often, keys)
         w = ibis.window(group_by=[tr[k] for k in keys], order_by=[tr.ts_us, tr.trade_id])
         tr = tr.mutate(flip=(tr.d != tr.d.lag().over(w)).fill_null(False).cast("int64"))
         tw = trailing(tr, keys, p.window_s)
@@ -110,11 +115,14 @@ class PingPong(Rule):
             tr = tr.left_join(mostly, keys).drop(*(f"{k}_right" for k in keys))
             tr = tr.mutate(n=ibis.ifelse(tr.short, tr.n, tr.n_l))
             hits = tr.filter(tr.short | (tr.long & tr.mostly.fill_null(False)))
+            if since is not None:
+                hits = hits.filter(hits.ts_us >= since)
             hits = hits.mutate(
                 lb=ibis.ifelse(hits.short, p.window_s, p.long_window_s).cast("int64") * 1_000_000
             )
         else:
-            hits = tr.filter(short).mutate(lb=ibis.literal(p.window_s * 1_000_000, type="int64"))
+            hits = tr.filter(short if since is None else short & (tr.ts_us >= since))
+            hits = hits.mutate(lb=ibis.literal(p.window_s * 1_000_000, type="int64"))
         hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.n.max(),

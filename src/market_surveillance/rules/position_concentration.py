@@ -9,7 +9,7 @@ import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
 from market_surveillance.rules import intermediates
-from market_surveillance.rules._common import empty_str_array, null_str
+from market_surveillance.rules._common import US, empty_str_array, null_str
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -59,6 +59,13 @@ class PositionConcentration(Rule):
         pos = pos.mutate(rn=ibis.row_number().over(w))
         pos = pos.filter(pos.rn == 0).drop("rn")
         tr = t["trades"]
+        since, until = intermediates.decide_from(t), intermediates.decide_until(t)
+        if since is not None and until is not None:
+            # online: a snapshot is decided at its as_of, so a batch judges only those it closes (whole
+            # seconds bound the µs instant from both sides); the day's other batches read no trades at all
+            as_of = pos.as_of.epoch_seconds() * US
+            pos = pos.filter((as_of >= since - US) & (as_of <= until))
+            tr = tr.semi_join(pos.select("asset").distinct(), "asset")
         last = tr.group_by("asset").aggregate(last_price=tr.price.argmax(tr.ts_us))
         j = pos.join(t["assets"], "asset").join(last, "asset")
         j = j.mutate(share=j.net_qty.abs() / j.float_qty, exposure=j.net_qty.abs() * j.last_price)

@@ -85,12 +85,31 @@ def _candidate_accounts(at: ir.Table, data_start: ir.Scalar, p: VolumeSpikeParam
     prior_lo = ibis.greatest(hours.n.sum().over(w(kt)) - up, 0.0) if kt > ks else ibis.literal(0.0)
     hours = hours.mutate(up=up, prior_lo=prior_lo)
     base = ibis.greatest(hours.prior_lo * (p.short_window_s / p.long_window_s), hours.floor_b)
-    cand = hours.filter(
+    cond = (
         ((hours.bucket + 1) * b > data_start + p.long_window_s * US)
         & (hours.up >= hours.floor_n)
         & (hours.up >= base * p.ratio)
     )
+    cand = hours.filter(cond)
     return cand.select("account_id", "asset").distinct()
+
+
+def _candidates_between(at: ir.Table, since: ir.Scalar, until: ir.Scalar, p: VolumeSpikeParams) -> ir.Table:
+    """Online: (account, asset) pairs that can fire at a trade in [``since``, ``until``], an exact superset.
+
+    Every such trade's recent window lies inside [since − S, until] (an upper bound of its recent notional)
+    and its prior window contains [until − S − L, since − S) (a lower bound of its baseline); one pass of
+    two conditional sums per pair, no windows, so the exact per-trade windows run on the few pairs whose
+    latest trades burst above their own history.
+    """
+    s_us, l_us = p.short_window_s * US, p.long_window_s * US
+    up = at.notional.sum(where=at.ts_us >= since - s_us - 1)
+    lo = at.notional.sum(where=(at.ts_us >= until - s_us - l_us + 1) & (at.ts_us < since - s_us - 1))
+    g = at.group_by(["account_id", "asset"]).aggregate(
+        up=up.fill_null(0.0), lo=lo.fill_null(0.0), floor_n=at.floor_n.max(), floor_b=at.floor_b.max()
+    )
+    base = ibis.greatest(g.lo * (p.short_window_s / p.long_window_s), g.floor_b)
+    return g.filter((g.up > 0) & (g.up >= g.floor_n) & (g.up >= base * p.ratio)).select("account_id", "asset")
 
 
 @register
@@ -161,7 +180,12 @@ class VolumeSpike(Rule):
             ),
         )
         at = legs.mutate(notional=legs.price * legs.qty).join(liq, "asset")
-        at = at.semi_join(_candidate_accounts(at, data_start, p), ["account_id", "asset"])
+        since, until = intermediates.decide_from(t), intermediates.decide_until(t)
+        if since is None or until is None:
+            cand = _candidate_accounts(at, data_start, p)
+        else:
+            cand = _candidates_between(at, since, until, p)
+        at = at.semi_join(cand, ["account_id", "asset"])
         keys = ["account_id", "asset"]
         w_short = trailing(at, keys, p.short_window_s)
         w_total = trailing(at, keys, p.short_window_s + p.long_window_s)
@@ -171,12 +195,15 @@ class VolumeSpike(Rule):
         scale = p.short_window_s / p.long_window_s
         base = ibis.greatest(at.prior * scale, at.floor_b)
         at = at.mutate(r=at.recent / base)
-        hits = at.filter(
+        hit = (
             (at.ts_us >= data_start + p.long_window_s * US)
             & (at.r >= p.ratio)
             & (at.recent >= at.floor_n)
             & (at.prior_n >= p.min_prior_trades)
         )
+        if since is not None and until is not None:
+            hit &= (at.ts_us >= since) & (at.ts_us <= until)  # online: the hits this batch decides
+        hits = at.filter(hit)
         hits = with_episodes(hits, keys, p.episode_gap_s, tiebreak="trade_id")
         g = hits.group_by([*keys, "episode"]).aggregate(
             value=hits.r.max(),
