@@ -154,6 +154,10 @@ class OnlineState:
             if _us(a["detected_at"]) > now:
                 continue  # its decision needs data not seen yet
             k = self._match({i: r for i, r in known.items() if i == a["alert_id"] or i not in now_ids}, a, gap)
+            if k is not None and _us(a["window_end"]) < exact_from:
+                # hits this old were judged on a view that no longer holds their whole lookback (a bar's
+                # trailing baseline cut by the horizon): they neither extend nor re-value a raised alert
+                continue
             if k is not None:
                 upd = dict(k)
                 if _us(a["window_end"]) > _us(k["window_end"]):
