@@ -46,7 +46,8 @@ def band_probe(t: ir.Table, ts: ir.IntegerValue, lo_us: int, hi_us: int) -> ir.T
     other keys: its cost follows the pairs in range, not the product of two busy assets' rows."""
     width = max(1, hi_us - lo_us)
     first = (ts + lo_us) // width
-    return t.mutate(**{BAND: first}).union(t.mutate(**{BAND: first + 1}))
+    # one pass over ``t`` (an unnested pair), not a union that would evaluate ``t`` twice
+    return t.mutate(**{BAND: ibis.array([first, first + 1]).unnest()})
 
 
 def band_side(t: ir.Table, ts: ir.IntegerValue, lo_us: int, hi_us: int) -> ir.Table:

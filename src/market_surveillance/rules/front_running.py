@@ -168,21 +168,36 @@ class FrontRunning(Rule):
         # first, on the aggressive same-side legs of the lead window, then read just their own legs (a hash
         # join on the account) instead of every account's legs around every large print
         # time-band keys (_common.band_probe): the joins hash on (asset, 30 s bucket), not on asset alone
+        # an entry takes liquidity, so its leg is the aggressor's: one row per trade, not two legs
+        agg = tr.filter(tr.aggressor.isin(["buy", "sell"]))
+        agg = agg.select(
+            "ts_us",
+            "venue",
+            "asset",
+            side=agg.aggressor,
+            account_id=ibis.ifelse(agg.aggressor == "buy", agg.buyer_id, agg.seller_id),
+            pq=agg.price * agg.qty,
+        )
+        agg = agg.filter(agg.account_id.notnull())
         bigb = band_probe(big, big.big_us, -lead, 0)
-        atb = band_side(at, at.ts_us, -lead, 0)
+        atb = band_side(agg, agg.ts_us, -lead, 0)
         on_entry = [
             atb[BAND] == bigb[BAND],
             atb.asset == bigb.asset,
             atb.ts_us >= bigb.big_us - lead,
             atb.ts_us < bigb.big_us,
             atb.side == bigb.d,
-            atb.aggressive,
         ]
         if p.same_venue_entry:
             on_entry.append(atb.venue == bigb.big_venue)
         ent = bigb.join(atb, on_entry)
         ent = ent.filter(ent.big_acct.isnull() | (ent.account_id != ent.big_acct))
-        cand = ent.select(c_big=ent.big_id, c_acct=ent.account_id).distinct()
+        # these rows are exactly the entry legs counted below: an account whose entry is too small to
+        # alert on this print is dropped before its legs around the print are read
+        cand = ent.group_by(c_big=ent.big_id, c_acct=ent.account_id).aggregate(
+            _pq=ent.pq.sum(), _min=ent.min_entry.max()
+        )
+        cand = cand.filter(cand._pq >= cand._min).select("c_big", "c_acct")
         pairs = big.join(cand, big.big_id == cand.c_big).drop("c_big")
         pairsb = band_probe(pairs, pairs.big_us, -lead, ex)
         atl = band_side(at, at.ts_us, -lead, ex)
