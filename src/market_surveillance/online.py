@@ -487,6 +487,7 @@ class FolderTail:
         #: parts refused by validation (name, problems); with ``keep_going`` False the first one raises
         self.rejected: list[tuple[str, str]] = []
         self.keep_going = keep_going
+        self.unsettled = 0
 
     def _table_of(self, p: Path) -> str | None:
         if self.fmt != "canonical":
@@ -498,6 +499,8 @@ class FolderTail:
 
     def poll(self) -> list[Part]:
         parts: list[Part] = []
+        #: files seen in this poll whose size is not yet confirmed: activity, not idleness
+        self.unsettled = 0
         for p in sorted(self.folder.iterdir()):
             if (
                 not p.is_file()
@@ -512,6 +515,7 @@ class FolderTail:
             size = p.stat().st_size
             if self._sizes.get(p.name) != size:  # still being written: look again next poll
                 self._sizes[p.name] = size
+                self.unsettled += 1
                 continue
             self.seen.add(p.name)
             try:
@@ -831,6 +835,8 @@ def watch(
                         result.stopped = "idle"
                         break
                     new = tail.poll()
+                    if tail.unsettled:
+                        last_part = time.monotonic()
                     if not new:
                         if idle_timeout_s is not None and time.monotonic() - last_part > idle_timeout_s:
                             result.stopped = "idle"
@@ -848,8 +854,9 @@ def watch(
                 if tail is not None and not draining and _first_after(pending, now) is None:
                     # live: a step is decided once data beyond it has arrived (its parts may still land)
                     new = tail.poll()
-                    if new:
+                    if new or tail.unsettled:
                         last_part = time.monotonic()
+                    if new:
                         for part in new:
                             result.late_events += (
                                 _late(part.tables, state.watermark, buffer)
@@ -942,6 +949,9 @@ def watch(
                     now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds
                 )
                 result.batches.append(stats)
+                # the idle timeout counts time spent waiting for parts, not the watcher's own work: parts
+                # that landed while a long batch ran are only confirmed (size stable) on later polls
+                last_part = time.monotonic()
                 if on_batch is not None:
                     on_batch(stats, changed)
                 if speed is not None:
