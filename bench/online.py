@@ -76,6 +76,9 @@ def main() -> None:
         )
     outside = lat.sum() - sum(per_rule.values())
     print(f"outside the rules (append, prune, norms, reconcile): {outside:.1f} s")
+    print(
+        f"final flush (the detached jobs queued by the last batches, waited for after it): {res.flush_seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":
