@@ -103,6 +103,52 @@ def test_watch_batch_cuts_do_not_change_alerts(demo):
     assert all(r["detected_at"] >= r["window_start"] for r in a.alert_table().to_pylist())
 
 
+def test_buffer_kept_bars_equal_the_bars_of_the_view_at_any_cut(demo):
+    """The activity bars the buffer keeps per bucket (appended in uneven chunks, late prints, pruned) read
+    through a rule's view equal ``activity_bars`` of the prints after that rule's cut."""
+    import numpy as np
+    import pyarrow as pa
+
+    from market_surveillance import online
+    from market_surveillance.rules.bars import activity_bars
+
+    whole = online.read_any(demo, "canonical")
+    trades = online._with_ts_us("trades", whole["trades"])
+    rules = [r for r in build_rules() if r.rule_id in ("MS015", "MS016", "MS040")]
+    buf = online.DuckDBBuffer({}, {"trades": trades.schema}, rules)
+    assert buf.bar_sizes == [60, 300]
+    ts = trades["ts_us"].to_numpy()
+    rng = np.random.default_rng(3)
+    edges = np.sort(rng.choice(ts, 6, replace=False))
+    start, pruned = 0, int(ts.min()) - 1
+    for end in [*edges, ts.max()]:
+        chunk = trades.slice(start, int(np.searchsorted(ts, end, side="right")) - start)
+        start += chunk.num_rows
+        buf.append("trades", chunk)
+        # as in watch: a rule's cut never goes back before what was pruned; a partly pruned bucket stays
+        cut = int(rng.integers(pruned, end))
+        pruned = pruned + (cut - pruned) // 2
+        buf.prune(pruned)
+        buf._refresh_bars()
+        for rule in rules:
+            buf.con.execute(f"SET VARIABLE ms_cut_{rule.rule_id.lower()} = {cut}::BIGINT")
+            view = buf.backend.table(f"trades_{rule.rule_id.lower()}")
+            for size in rule.bar_sizes():
+                got = buf._tables[rule.rule_id][f"bars_{size}"].to_pyarrow()
+                want = activity_bars(view, size).to_pyarrow()
+                keys = [("asset", "ascending"), ("bucket", "ascending")]
+                got, want = got.sort_by(keys), want.sort_by(keys)
+                assert got.num_rows == want.num_rows > 0
+                for col in want.column_names:
+                    if col == "notional":
+                        assert np.allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-12)
+                    else:
+                        assert got[col].equals(want[col]), (rule.rule_id, size, col)
+        # a late print (older than what is kept) is recomputed into its bucket
+        late = chunk.slice(0, 1)
+        buf.append("trades", late.set_column(late.schema.get_field_index("trade_id"), "trade_id", pa.array(["late"])))
+
+
 def test_parse_duration_units_and_bad_values():
     assert parse_duration("5s") == 5 and parse_duration("250ms") == 0.25 and parse_duration("2m") == 120
     for bad in ("0s", "-1", "fast", "5 parsecs"):

@@ -260,6 +260,24 @@ class DuckDBBuffer:
                 self._norm_sql[name] = str(self.backend.compile(expr))
                 self._physical[name] = f"ms_i_{name}"
                 self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {self._norm_sql[name]}')
+        # activity bars kept per bucket (Rule.bar_params): after new prints only their buckets are recomputed,
+        # and each rule reads the kept buckets wholly in its view plus its partly cut first bucket
+        from market_surveillance.rules.bars import activity_bars
+
+        self.bar_sizes = sorted({s for r in rules for s in r.bar_sizes()}) if "trades" in self.timed else []
+        self._bars_sql: dict[int, str] = {}
+        self._bars_dirty: int | None = None
+        if self.bar_sizes:
+            self.con.execute("SET VARIABLE ms_bars_from = 0::BIGINT")
+            self.con.execute(
+                'CREATE OR REPLACE VIEW "trades_bars_from" AS SELECT * FROM "trades" '
+                "WHERE ts_us >= getvariable('ms_bars_from')"
+            )
+            for size in self.bar_sizes:
+                expr = activity_bars(self.backend.table("trades_bars_from"), size)
+                self._bars_sql[size] = str(self.backend.compile(expr))
+                # typed as the expression says (the engine would widen the sums to 128 bits)
+                self.backend.create_table(f"ms_bars_{size}", schema=expr.schema(), overwrite=True)
         for rule in rules:
             var = f"ms_cut_{rule.rule_id.lower()}"
             self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
@@ -273,6 +291,8 @@ class DuckDBBuffer:
                 views[name] = self.backend.table(view)
             for name, physical in self._physical.items():
                 views[name] = self.backend.table(physical)
+            for size in sorted(rule.bar_sizes()) if self.bar_sizes else []:
+                views[intermediates.bars_name(size)] = self._bars_view(rule, size, var)
             # where the rule's hits start to matter to the batch (intermediates.decide_from)
             rid = rule.rule_id.lower()
             self.con.execute(f"SET VARIABLE ms_from_{rid} = 0::BIGINT")
@@ -289,6 +309,35 @@ class DuckDBBuffer:
                 self.backend._run_pre_execute_hooks(expr)  # in-memory tables (e.g. clusters) registered once
                 self._sql[rule.rule_id] = str(self.backend.compile(expr))
 
+    def _bars_view(self, rule: Rule, size: int, var: str) -> ir.Table:
+        """The activity bars of the trades in ``rule``'s view: the kept bars of the buckets wholly after its
+        cut, and the first bucket's bar over the prints after the cut (exactly ``activity_bars`` of the view)."""
+        from market_surveillance.rules.bars import activity_bars
+
+        b_us = int(size * US)
+        edge_bucket = f"CAST(FLOOR(getvariable('{var}') / {b_us}) AS BIGINT)"  # as Ibis compiles ts_us // b_us
+        edge = f"trades_edge_{size}_{rule.rule_id.lower()}"
+        self.con.execute(
+            f'CREATE OR REPLACE VIEW "{edge}" AS SELECT * FROM "trades" '
+            f"WHERE ts_us > getvariable('{var}') AND ts_us < ({edge_bucket} + 1) * {b_us}"
+        )
+        kept = f"bars_{size}_{rule.rule_id.lower()}"
+        self.con.execute(
+            f'CREATE OR REPLACE VIEW "{kept}" AS SELECT * FROM "ms_bars_{size}" WHERE bucket > {edge_bucket}'
+        )
+        return self.backend.table(kept).union(activity_bars(self.backend.table(edge), size))
+
+    def _refresh_bars(self) -> None:
+        """Recompute the kept bars of every bucket from the earliest print appended since the last time."""
+        if self._bars_dirty is None:
+            return
+        for size, sql in self._bars_sql.items():
+            bucket = self._bars_dirty // int(size * US)
+            self.con.execute(f'DELETE FROM "ms_bars_{size}" WHERE bucket >= {bucket}')
+            self.con.execute(f"SET VARIABLE ms_bars_from = {bucket * int(size * US)}::BIGINT")
+            self.con.execute(f'INSERT INTO "ms_bars_{size}" {sql}')
+        self._bars_dirty = None
+
     def append(self, name: str, tab: pa.Table) -> None:
         if tab.num_rows == 0:
             return
@@ -298,9 +347,13 @@ class DuckDBBuffer:
         self._rows[name] += tab.num_rows
         first = int(pc.min(tab["ts_us"]).as_py())
         self.first_us = first if self.first_us is None else min(self.first_us, first)
+        if name == "trades" and self._bars_sql:
+            self._bars_dirty = first if self._bars_dirty is None else min(self._bars_dirty, first)
 
     def prune(self, before_us: int) -> None:
         """Drop events at or before ``before_us``; rebuild a table once most of it is dead rows."""
+        for size in self._bars_sql:  # buckets whose prints are all gone (a partly pruned one is never read)
+            self.con.execute(f'DELETE FROM "ms_bars_{size}" WHERE (bucket + 1) * {int(size * US)} <= {int(before_us) + 1}')
         for name in self.timed:
             n = self.con.execute(f'DELETE FROM "{name}" WHERE ts_us <= {int(before_us)}').fetchone()[0]
             self._deleted[name] += n
@@ -355,6 +408,7 @@ class DuckDBBuffer:
             cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
         cur.execute(f"SET VARIABLE {var} = {int(cut_us)}::BIGINT")
         rid = rule.rule_id.lower()
+        # no kept bars here: a rule run off the path builds its bars from the pinned prints
         physical = {n: f"{n}_{rid}" for n in self.timed} | self._physical
 
         def job() -> pa.Table:
@@ -375,6 +429,7 @@ class DuckDBBuffer:
         after ``until_us`` may be left out (``rules.intermediates.decide_from``; None: none is)."""
         from market_surveillance.alerts import finalize_alerts
 
+        self._refresh_bars()
         rid = rule.rule_id.lower()
         self.con.execute(f"SET VARIABLE ms_cut_{rid} = {int(cut_us)}::BIGINT")
         self.con.execute(
@@ -646,6 +701,8 @@ class WatchResult:
     rejected_parts: list[tuple[str, str]] = field(default_factory=list)
     resumed_from: int | None = None
     stopped: str = "end of data"
+    #: wall seconds the end of a replay waited for its detached jobs after the last batch (final flush)
+    flush_seconds: float = 0.0
 
     @property
     def events(self) -> int:
@@ -814,7 +871,8 @@ def watch(
     last_part = time.monotonic()
     draining = False
     last_eval: dict[str, int] = {}
-    detached: dict[str, _Detached] = {}
+    # jobs of the rules run off the micro-batch path, in submission order (one worker: they finish in order)
+    detached: list[_Detached] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ms-detached")
 
     def pending_has_more(p: Mapping[str, pa.Table]) -> bool:
@@ -900,14 +958,17 @@ def watch(
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
-                for rid in [rid for rid, job in detached.items() if job.done()]:
-                    changed.extend(detached.pop(rid).reconcile())
+                while detached and detached[0].done():
+                    changed.extend(detached.pop(0).reconcile())
                 for rule in runnable:
                     every = int(rule.online_every_s * US)
-                    if pending_has_more(pending) and (
-                        (every and now < last_eval.get(rule.rule_id, 0) + every)
-                        or not rule.online_due(start, now)
-                    ):
+                    if pending_has_more(pending) and every and now < last_eval.get(rule.rule_id, 0) + every:
+                        continue
+                    if pending_has_more(pending) and not rule.online_due(start, now):
+                        if not every:
+                            # nothing of this rule could be decided in (start, now]: as good as evaluated,
+                            # so its next evaluation reads back only to here (decide_from_us)
+                            last_eval[rule.rule_id] = now
                         continue
                     previous = last_eval.get(rule.rule_id)
                     last_eval[rule.rule_id] = now
@@ -915,19 +976,16 @@ def watch(
                     t_rule = time.perf_counter()
                     if every:
                         # slow, rarely due rules (ML) run off the micro-batch path on a pinned snapshot; one
-                        # job per rule at a time, so a slow model holds the stream back instead of piling up
-                        if rule.rule_id in detached:
-                            changed.extend(detached.pop(rule.rule_id).reconcile())
-                        detached[rule.rule_id] = _Detached(
-                            state, rule, now, span, pool.submit(buffer.detach(rule, cut))
-                        )
+                        # job per rule at a time, so a slow model holds the stream back instead of piling up.
+                        # The last batch of a replay queues its job behind the running one without waiting:
+                        # both land in the final flush, after the last batch
+                        while pending_has_more(pending) and any(d.rule is rule for d in detached):
+                            changed.extend(detached.pop(0).reconcile())
+                        detached.append(_Detached(state, rule, now, span, pool.submit(buffer.detach(rule, cut))))
                     else:
                         alerts = buffer.run(rule, cut, state.decide_from_us(rule, now, span, previous), now)
                         changed.extend(state.reconcile(rule, alerts, now, span))
                     rule_seconds[rule.rule_id] = time.perf_counter() - t_rule
-                if not pending_has_more(pending):
-                    for rid in list(detached):
-                        changed.extend(detached.pop(rid).reconcile())
                 for r in changed:
                     if r["alert_id"] in result.alerts:
                         continued += 1
@@ -936,7 +994,7 @@ def watch(
                     result.alerts[r["alert_id"]] = r
                 state.watermark = now
                 # the watermark on record: every decision up to it is taken, detached ones included
-                durable = min([now] + [d.decided_before for d in detached.values()])
+                durable = min([now] + [d.decided_before for d in detached])
                 buffer.prune(now - keep_us(span))
                 if changed or (store_sink is not None and not result.batches):
                     if store_sink is not None:
@@ -961,16 +1019,38 @@ def watch(
                     pause = due - time.perf_counter()
                     if pause > 0:
                         time.sleep(pause)
+            if result.stopped == "end of data" and detached and state.watermark is not None:
+                # the final flush: the replay's decisions are complete once the detached jobs queued by its
+                # last batches end; their alerts carry their own detected_at (the snapshot's event time)
+                t0 = time.perf_counter()
+                changed = []
+                while detached:
+                    changed.extend(detached.pop(0).reconcile())
+                raised = sum(r["alert_id"] not in result.alerts for r in changed)
+                for r in changed:
+                    result.alerts[r["alert_id"]] = r
+                if store_sink is not None:
+                    store_sink.write(changed, state.watermark)
+                if sink_out is not None:
+                    sink_out.write(changed, state.watermark)
+                result.flush_seconds = time.perf_counter() - t0
+                if on_batch is not None and changed:
+                    on_batch(
+                        BatchStats(
+                            state.watermark, 0, raised, len(changed) - raised, result.flush_seconds, buffer.rows()
+                        ),
+                        changed,
+                    )
     finally:
         if tail is not None:
             result.rejected_parts = list(tail.rejected)
-        for d in detached.values():  # interrupted: the pinned snapshots are released, their alerts not raised
+        for d in detached:  # interrupted: the pinned snapshots are released, their alerts not raised
             d.future.cancel()
         pool.shutdown(wait=True)
         if store_sink is not None:
             store_sink.finish(result.stopped)
     if sink_out is not None and state.watermark is not None:
-        sink_out.write([], min([state.watermark] + [d.decided_before for d in detached.values()]))
+        sink_out.write([], min([state.watermark] + [d.decided_before for d in detached]))
     return result
 
 

@@ -61,8 +61,10 @@ def empty_str_array() -> ir.ArrayValue:
 
 def with_asset_venue(g: ir.Table, trades: ir.Table) -> ir.Table:
     """``g`` (rows keyed by ``asset``) with ``venue``: the venue of the asset's trades when they are all on
-    one venue, else null (the alert then judges the tape of several venues)."""
-    v = trades.group_by("asset").aggregate(venue_lo=trades.venue.min(), venue_hi=trades.venue.max())
+    one venue, else null (the alert then judges the tape of several venues). ``trades`` may also be bars
+    carrying each bucket's ``venue_lo`` / ``venue_hi`` (``bars.activity_bars``)."""
+    lo, hi = (trades.venue_lo, trades.venue_hi) if "venue_lo" in trades.columns else (trades.venue,) * 2
+    v = trades.group_by("asset").aggregate(venue_lo=lo.min(), venue_hi=hi.max())
     v = v.select(
         asset_of_venue=v.asset, venue=ibis.ifelse(v.venue_lo == v.venue_hi, v.venue_lo, ibis.null("string"))
     )

@@ -8,8 +8,9 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_asset_venue, with_episodes
-from market_surveillance.rules.bars import bars, with_baseline, with_bucket_evidence
+from market_surveillance.rules.bars import with_baseline, with_bucket_evidence
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -53,10 +54,12 @@ class AssetVolumeSpike(Rule):
     Params = AssetVolumeSpikeParams
     requires = ("trades",)
     lookback = ("baseline_s", "window_s")
+    bar_params = ("window_s",)
 
     def candidates(self, t: Tables, p: AssetVolumeSpikeParams) -> ir.Table:
         tr = t["trades"]
-        b = with_baseline(bars(tr, p.window_s), p.baseline_s, p.window_s, p.warmup_s)
+        bars = intermediates.activity_bars(t, p.window_s)
+        b = with_baseline(bars, p.baseline_s, p.window_s, p.warmup_s)
         b = b.mutate(ratio=b.notional / b.base_notional)
         hits = b.filter(b.warm & (b.base_notional > 0) & (b.n >= p.min_trades) & (b.ratio >= p.multiple))
         hits = hits.mutate(ts_us=hits.bucket * int(p.window_s * US))
@@ -71,7 +74,7 @@ class AssetVolumeSpike(Rule):
             detected_at=(hits.bucket.min() + 1) * int(p.window_s * US),
         )
         g = with_bucket_evidence(g, tr, hits, p.window_s)
-        g = with_asset_venue(g, tr)
+        g = with_asset_venue(g, bars)
         return alert_rows(
             g,
             venue=g.venue,

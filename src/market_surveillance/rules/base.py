@@ -140,6 +140,10 @@ class Rule(ABC):
     lookback: ClassVar[tuple[str | int, ...]] = ()
     #: online runs evaluate the rule at most this often in event time (0: every micro-batch)
     online_every_s: ClassVar[int] = 0
+    #: bucket sizes (names of second-valued params, or constants) of the activity bars the rule reads with
+    #: ``intermediates.activity_bars``: an online runner keeps those bars per bucket instead of the rule
+    #: re-aggregating its whole horizon at every micro-batch
+    bar_params: ClassVar[tuple[str | int, ...]] = ()
 
     def __init__(self, params: Params | None = None, asset_params: Mapping[str, Params] | None = None):
         self.params = params if params is not None else self.Params()
@@ -174,6 +178,14 @@ class Rule(ABC):
             sum(float(getattr(p, x)) if isinstance(x, str) else float(x) for x in self.lookback)
             for p in self._all_params()
         )
+
+    def bar_sizes(self) -> set[int]:
+        """Bucket seconds of the activity bars the rule reads (:attr:`bar_params`, over per-asset params)."""
+        return {
+            int(getattr(p, x)) if isinstance(x, str) else int(x)
+            for p in self._all_params()
+            for x in self.bar_params
+        }
 
     def episode_gap_s(self) -> float:
         """Hits closer than this continue one episode (0 when the rule has no episodes)."""

@@ -110,6 +110,20 @@ def decide_until(t: Tables) -> ir.IntegerScalar | None:
     return None if tab is None else tab.until_us.max().as_scalar()
 
 
+def bars_name(bucket_s: int) -> str:
+    """Key of the activity bars of ``bucket_s`` an online runner may add to a rule's tables."""
+    return f"bars_{int(bucket_s)}"
+
+
+def activity_bars(t: Tables, bucket_s: int) -> ir.Table:
+    """``bars.activity_bars`` of ``t["trades"]``: the runner's table when it keeps them (online, per bucket,
+    only the buckets new prints land in recomputed; :attr:`Rule.bar_params`), else built from the trades."""
+    from market_surveillance.rules.bars import activity_bars as build
+
+    name = bars_name(bucket_s)
+    return t[name] if name in t else build(t["trades"], bucket_s)
+
+
 def get(t: Tables, name: str) -> ir.Table:
     """The intermediate ``name``: the materialised table in ``t`` when present, else built from ``t``."""
     if name in t:

@@ -10,7 +10,7 @@ import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
 from market_surveillance.rules import intermediates
-from market_surveillance.rules._common import US, alert_rows, median_where
+from market_surveillance.rules._common import US, account_trades, alert_rows, median_where
 from market_surveillance.rules.bars import bars
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -224,9 +224,15 @@ class MarkingTheClose(Rule):
         return sorted(set(out), reverse=True)
 
     def _span(
-        self, tr: ir.Table, p: MarkingTheCloseParams, span_s: int, legs: ir.Table | None = None
+        self,
+        tr: ir.Table,
+        p: MarkingTheCloseParams,
+        span_s: int,
+        legs: ir.Table | None = None,
+        fix_tr: ir.Table | None = None,
     ) -> ir.Table:
-        """Per (asset, fixing): the trades of the ``span_s`` before it against the asset's typical span."""
+        """Per (asset, fixing): the trades of the ``span_s`` before it against the asset's typical span
+        (over ``tr``); the fixings' own trades are read from ``fix_tr`` (default ``tr``)."""
         w_us = span_s * US
         # the asset's typical span: median move and notional over epoch-aligned windows of that length
         b = bars(tr, span_s)
@@ -236,7 +242,8 @@ class MarkingTheClose(Rule):
         typ = b.group_by("asset").aggregate(
             typ_move=median_where(b.move, b.move > 0), typ_notional=b.notional.median()
         )
-        x = tr.mutate(fix_us=next_fixing(tr.ts_us, p), notional=tr.price * tr.qty)
+        fx = tr if fix_tr is None else fix_tr
+        x = fx.mutate(fix_us=next_fixing(fx.ts_us, p), notional=fx.price * fx.qty)
         x = x.filter(x.fix_us - x.ts_us <= w_us)
         ow = ibis.window(group_by=[x.asset, x.fix_us], order_by=[x.ts_us, x.trade_id])
         x = x.mutate(_first=x.price.first().over(ow), _last=x.price.last().over(ow))
@@ -326,8 +333,18 @@ class MarkingTheClose(Rule):
     def candidates(self, t: Tables, p: MarkingTheCloseParams) -> ir.Table:
         tr = t["trades"]
         legs = intermediates.get(t, "account_trades")
+        fix_tr = None
+        since = intermediates.decide_from(t)
+        if since is not None:
+            # online: the fixings before decide_from were decided by earlier batches; only the spans before
+            # the others are read (the asset's typical span is still taken over the whole view)
+            first_us = since - max(self.spans_s(p)) * US
+            fix_tr = tr.filter((tr.ts_us >= first_us) & (next_fixing(tr.ts_us, p) >= since))
+            legs = account_trades(fix_tr)
         legs = legs.mutate(fix_us=next_fixing(legs.ts_us, p), notional=legs.price * legs.qty)
-        spans = [self._span(tr, p, s, legs).mutate(venue=ibis.null("string")) for s in self.spans_s(p)]
+        spans = [
+            self._span(tr, p, s, legs, fix_tr).mutate(venue=ibis.null("string")) for s in self.spans_s(p)
+        ]
         if p.per_venue:
             # each venue's own close against that venue's typical span: the asset key carries the venue,
             # so the same reading runs per (asset, venue) (the participation path stays asset-wide)
@@ -342,8 +359,9 @@ class MarkingTheClose(Rule):
                 min_participation=0.0,
             )
             trv = tr.mutate(asset=tr.asset.concat(_SEP, tr.venue))
+            fix_trv = None if fix_tr is None else fix_tr.mutate(asset=fix_tr.asset.concat(_SEP, fix_tr.venue))
             for s in self.spans_s(p):
-                h = self._span(trv, pv, s)
+                h = self._span(trv, pv, s, fix_tr=fix_trv)
                 parts = h.asset.split(_SEP)
                 spans.append(h.mutate(asset=parts[0], venue=parts[1], via=ibis.literal("venue")))
         hits = spans[0] if len(spans) == 1 else ibis.union(*spans)

@@ -8,8 +8,9 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import US, alert_rows, empty_str_array, with_asset_venue, with_episodes
-from market_surveillance.rules.bars import bars, with_baseline, with_bucket_evidence
+from market_surveillance.rules.bars import with_baseline, with_bucket_evidence
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -92,10 +93,12 @@ class PumpAndDump(Rule):
     Params = PumpAndDumpParams
     requires = ("trades",)
     lookback = ("baseline_s", "bucket_s")
+    bar_params = ("bucket_s",)
 
     def candidates(self, t: Tables, p: PumpAndDumpParams) -> ir.Table:
         tr = t["trades"]
-        b = with_baseline(bars(tr, p.bucket_s), p.baseline_s, p.bucket_s, p.warmup_s)
+        bars = intermediates.activity_bars(t, p.bucket_s)
+        b = with_baseline(bars, p.baseline_s, p.bucket_s, p.warmup_s)
         k = p.rise_window_s // p.bucket_s
         # only the burst window and what precedes it: the decision is taken when the window closes
         before = ibis.range_window(group_by=b.asset, order_by=b.bucket, preceding=k, following=0)
@@ -146,7 +149,7 @@ class PumpAndDump(Rule):
             window_end=hits.ts_last.max(),
         )
         g = with_bucket_evidence(g, tr, hits, p.bucket_s)
-        g = with_asset_venue(g, tr)
+        g = with_asset_venue(g, bars)
         # market-level: a pump is judged on the asset's tape, not on who traded (public data has no ids)
         return alert_rows(
             g,

@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
+from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import US, alert_rows, trailing, with_asset_venue, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
@@ -69,6 +70,7 @@ class RushOrderPump(Rule):
     Params = RushOrderPumpParams
     requires = ("trades",)
     lookback = ("baseline_s", "chunk_s")
+    bar_params = (MINUTE_US // US,)
 
     def candidates(self, t: Tables, p: RushOrderPumpParams) -> ir.Table:
         tr = t["trades"].select("trade_id", "ts", "ts_us", "asset", "price", "qty", "aggressor")
@@ -85,10 +87,15 @@ class RushOrderPump(Rule):
         # asset they are most of the rule's cost, yet almost no trade can pass the rate test. One-minute bars
         # give a necessary condition per minute (bounds that can only let too much through), and the exact
         # windows then run only on the minutes that pass and on the history those minutes need.
-        bars = tr.group_by(["asset", "minute"]).aggregate(
-            c=tr.count(), b=tr._buy.sum(), last_us=tr.ts_us.max(), bar_first_us=tr.ts_us.min()
+        minute_bars = intermediates.activity_bars(t, MINUTE_US // US)
+        bars = minute_bars.select(
+            "asset",
+            minute=minute_bars.bucket,
+            c=minute_bars.n,
+            b=minute_bars.n_buy,
+            last_us=minute_bars.us_last,
         )
-        first = bars.group_by("asset").aggregate(first_us=bars.bar_first_us.min())
+        first = minute_bars.group_by("asset").aggregate(first_us=minute_bars.us_first.min())
         bars = bars.join(first, "asset")
         # n (trades of the chunk) and n_buy lie within the minutes [m - ceil(chunk_s / 60), m] ...
         reach = -(-p.chunk_s // 60)
@@ -148,7 +155,7 @@ class RushOrderPump(Rule):
             window_end=hits.ts.max(),
             evidence_trade_ids=hits.trade_id.collect(),
         )
-        g = with_asset_venue(g, t["trades"])
+        g = with_asset_venue(g, minute_bars)
         g = g.mutate(detected_at=g.window_start)
         # market-level: the crowd is anonymous on public data; evidence names the trades
         return alert_rows(
