@@ -75,7 +75,11 @@ def main() -> None:
             f" ({top}; outside the rules {outside:.1f})"
         )
     outside = lat.sum() - sum(per_rule.values())
-    print(f"outside the rules (append, prune, norms, reconcile): {outside:.1f} s")
+    phases: Counter[str] = Counter()
+    for b in res.batches:
+        phases.update(b.phase_seconds)
+    split = ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+    print(f"outside the rules: {outside:.1f} s ({split}; the rest: reconcile of detached jobs, slicing the batch)")
 
 
 if __name__ == "__main__":
