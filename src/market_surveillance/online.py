@@ -377,6 +377,10 @@ class DuckDBBuffer:
         self.liquidity = (
             LiquidityState(self.con) if "liquidity" in self.shared and "trades" in self.timed else None
         )
+        # the order norms' median reads only new orders' sizes: kept apart, a refresh reads no other event
+        self.order_news = "order_norms" in self.shared and "orders" in self.timed
+        if self.order_news:
+            self.con.execute("CREATE OR REPLACE TABLE ms_order_news (asset VARCHAR, ts_us BIGINT, qty DOUBLE)")
         for rule in rules:
             var = f"ms_cut_{rule.rule_id.lower()}"
             self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
@@ -413,6 +417,8 @@ class DuckDBBuffer:
         self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _new')
         if name == "trades" and self.liquidity is not None:
             self.liquidity.append(int(pc.min(tab["ts_us"]).as_py()), int(pc.max(tab["ts_us"]).as_py()))
+        if name == "orders" and self.order_news:
+            self.con.execute("INSERT INTO ms_order_news SELECT asset, ts_us, qty FROM _new WHERE event = 'new'")
         self.con.unregister("_new")
         self._rows[name] += tab.num_rows
         first = int(pc.min(tab["ts_us"]).as_py())
@@ -429,6 +435,8 @@ class DuckDBBuffer:
                 self._deleted[name] = 0
         if self.liquidity is not None:
             self.liquidity.prune(before_us)
+        if self.order_news:
+            self.con.execute(f"DELETE FROM ms_order_news WHERE ts_us <= {int(before_us)}")
 
     def rows(self) -> int:
         return sum(self._rows.values())
@@ -458,6 +466,12 @@ class DuckDBBuffer:
         for name, sql in self._norm_sql.items():
             if name == "liquidity" and self.liquidity is not None and not warm_up:
                 sql = self.liquidity.sql(int(until - NORMS_S * US), int(until))
+            elif name == "order_norms" and self.order_news:
+                # as _common.order_norms compiles, on the new orders kept apart
+                sql = (
+                    "SELECT asset, QUANTILE_CONT(qty, 0.5) AS med_order_qty FROM ms_order_news "
+                    f"WHERE ts_us > {int(until - NORMS_S * US)} AND ts_us <= {int(until)} GROUP BY asset"
+                )
             self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {sql}')
         self.norms_from = boundary
         return True
