@@ -64,6 +64,20 @@ def test_peer_normalize_centres_each_segment_and_pools_small_ones():
     assert Zl.loc["b", "a"] == 0.0 and Zl.loc["a", "a"] == pytest.approx(np.log1p(1.0) - np.log1p(2.0))
 
 
+def test_peer_normalize_weighted_centre_follows_the_segments_activity_not_its_head_count():
+    # 3 established desks trading 6 assets with 1,000 events each, 5 newcomers on one asset with 10 each:
+    # the unweighted median is a newcomer's, the activity-weighted one the desks'
+    X = pd.DataFrame({"assets": [6.0, 6.0, 7.0, 1.0, 1.0, 1.0, 1.0, 1.0]}, index=list("abcdefgh"))
+    seg = pd.Series(["prop"] * 8, index=X.index)
+    w = pd.Series([1000.0] * 3 + [10.0] * 5, index=X.index)
+    assert peer_normalize(X, seg, min_group=3)["assets"].tolist()[:3] == [5.0, 5.0, 6.0]
+    Zw = peer_normalize(X, seg, min_group=3, weights=w)
+    assert Zw["assets"].tolist() == [0.0, 0.0, 1.0, -5.0, -5.0, -5.0, -5.0, -5.0]
+    # equal weights give the plain median
+    same = peer_normalize(X, seg, min_group=3, weights=pd.Series(1.0, index=X.index))
+    assert same["assets"].tolist() == peer_normalize(X, seg, min_group=3)["assets"].tolist()
+
+
 # ---------------------------------------------------------------------------------------------
 # Detector: PyOD-style template (generated data, known contamination, fixed seed)
 # ---------------------------------------------------------------------------------------------

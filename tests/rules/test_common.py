@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 
 from market_surveillance.io.canonical import from_arrow
 from market_surveillance.rules._common import (
+    BAND,
     US,
     account_trades,
     alert_rows,
     asset_liquidity,
+    band_probe,
+    band_side,
     order_lifecycle,
     trailing,
     with_episodes,
@@ -53,6 +56,30 @@ def test_with_episodes_matches_reference(times: list[int], gap: int):
     out = with_episodes(_mem(rows), ["k"], gap, tiebreak="id").to_pandas()
     out = out.sort_values(["ts_us", "id"])
     assert out["episode"].tolist() == _episodes_py(times, gap * 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    left=st.lists(st.integers(0, 5_000), min_size=1, max_size=15),
+    right=st.lists(st.integers(0, 5_000), min_size=1, max_size=30),
+    lo=st.integers(-700, 300),
+    length=st.integers(0, 900),
+)
+def test_band_join_finds_exactly_the_pairs_in_range(left: list[int], right: list[int], lo: int, length: int):
+    """A join on the band keys plus the range gives every pair with ``l + lo <= r <= l + hi``, once."""
+    hi = lo + length
+    lt = _mem([{"lid": i, "l_us": v} for i, v in enumerate(left)])
+    rt = _mem([{"rid": i, "r_us": v} for i, v in enumerate(right)])
+    lb, rb = band_probe(lt, lt.l_us, lo, hi), band_side(rt, rt.r_us, lo, hi)
+    j = lb.join(rb, [lb[BAND] == rb[BAND], rb.r_us >= lb.l_us + lo, rb.r_us <= lb.l_us + hi])
+    got = sorted(
+        ibis.duckdb.connect().to_pyarrow(j.select("lid", "rid")).to_pylist(),
+        key=lambda r: (r["lid"], r["rid"]),
+    )
+    want = [
+        {"lid": i, "rid": k} for i, a in enumerate(left) for k, b in enumerate(right) if a + lo <= b <= a + hi
+    ]
+    assert got == want
 
 
 def test_trailing_window_is_inclusive_of_its_bounds():

@@ -204,3 +204,81 @@ def test_marking_the_close_dominant_account_just_under_thresholds_no_alert():
     rows = _background() + flat
     assert _run(rows, MarkingTheCloseParams(min_participation=0.65, move_multiple=100.0)).num_rows == 1
     assert _run(rows, MarkingTheCloseParams(min_participation=0.75, move_multiple=100.0)).num_rows == 0
+
+
+# -- per-venue close: a push on one venue that the asset-wide reading dilutes -----------------------------
+
+
+def _venues_background(price: float = 100.0, qty: float = 1.0, seed: int = 3) -> list[dict]:
+    """One common ±5 bps walk printed on three venues: EXA and EXC every 5 s (qty 2), EXB every 30 s
+    (qty 1), aggressors alternating on each venue, so the shares in any span are known."""
+    rng = random.Random(seed)
+    walk, p = [], price
+    for _ in range(int(DAY / 5) + 1):
+        p *= 1 + rng.choice((-5e-4, 5e-4))
+        walk.append(p)
+    rows = []
+    for venue, every, q in (("EXA", 5, 2.0), ("EXC", 5, 2.0), ("EXB", 30, 1.0)):
+        for i in range(int((DAY - 1) / every)):
+            ts = 1 + i * every
+            rows.append(
+                {
+                    "ts": ts,
+                    "venue": venue,
+                    "price": walk[int(ts // 5)],
+                    "qty": q * qty,
+                    "aggressor": "buy" if i % 2 else "sell",
+                    "buyer_id": "bb",
+                    "seller_id": "bs",
+                    "trade_id": f"{venue}{i}",
+                }
+            )
+    return rows
+
+
+def _venue_push(bg: list[dict], *, rise: float = 0.02, qty: float = 6.0, venue: str = "EXB") -> list[dict]:
+    last = [r for r in bg if r["venue"] == venue][-1]["price"]
+    return [
+        {
+            "ts": DAY - 25 + 10 * k,
+            "venue": venue,
+            "price": last * (1 + rise * (k + 1) / 3),
+            "qty": qty,
+            "aggressor": "buy",
+            "buyer_id": "m",
+            "seller_id": "mm",
+            "trade_id": f"M{k}",
+        }
+        for k in range(3)
+    ]
+
+
+def test_marking_the_close_per_venue_push_found_on_its_venue():
+    bg = _venues_background()
+    out = _run(bg + _venue_push(bg))
+    assert out.num_rows == 1
+    row = out.to_pylist()[0]
+    assert row["venue"] == "EXB" and row["accounts"] == ["m"] and row["window_end"] == at(DAY - 5)
+    assert {"M0", "M1", "M2"} <= set(row["evidence_trade_ids"]) and "on venue EXB" in row["explanation"]
+    # the asset-wide reading alone misses it: the other venues' two-way prints dilute the one-way flow
+    assert _run(bg + _venue_push(bg), MarkingTheCloseParams(per_venue=False)).num_rows == 0
+
+
+def test_marking_the_close_per_venue_clean_background_no_alert():
+    for seed in range(3):
+        assert _run(_venues_background(seed=seed)).num_rows == 0
+
+
+def test_marking_the_close_per_venue_just_under_move_threshold_no_alert():
+    bg = _venues_background()
+    rows = bg + _venue_push(bg)
+    x = _run(rows).to_pylist()[0]["value"]
+    assert _run(rows, MarkingTheCloseParams(venue_move_multiple=x * 0.99)).num_rows == 1
+    assert _run(rows, MarkingTheCloseParams(venue_move_multiple=x * 1.01)).num_rows == 0
+
+
+def test_marking_the_close_per_venue_other_liquidity_tier_found():
+    # a micro-cap: price 0.02, tickets of 50,000 units
+    bg = _venues_background(price=0.02, qty=50_000.0)
+    out = _run(bg + _venue_push(bg, qty=300_000.0))
+    assert out.num_rows == 1 and out.to_pylist()[0]["venue"] == "EXB"

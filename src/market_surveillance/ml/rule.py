@@ -73,6 +73,11 @@ class MLAnomalyParams(Params):
         True, doc="score each feature against the account's segment (market makers vs market makers)"
     )
     min_peer_group: int = param(10, low=2, doc="smaller segments are compared with the whole population")
+    peer_weighted: bool = param(
+        True,
+        doc="peer centre = the segment's median weighted by each account's trades + orders (the behaviour "
+        "behind its median trade or order), so many new accounts of a few events each cannot set the norm",
+    )
     explain_share: float = param(
         0.0,
         low=0.0,
@@ -115,8 +120,10 @@ def _score(t: Mapping[str, ir.Table], p: MLAnomalyParams) -> tuple[pd.DataFrame,
         raw = feats.loc[active, list(FEATURES)]
         if p.peer_groups:
             seg = feats.loc[active, "segment"]
-            X = peer_normalize(raw, seg, list(HEAVY_TAILED), p.min_peer_group)
-            medians = group_medians(raw, peer_labels(seg, p.min_peer_group))
+            # the segment's norm is the behaviour behind its median trade or order (activity-weighted)
+            w = raw["trade_count"] + raw["order_count"] if p.peer_weighted else None
+            X = peer_normalize(raw, seg, list(HEAVY_TAILED), p.min_peer_group, weights=w)
+            medians = group_medians(raw, peer_labels(seg, p.min_peer_group), w)
             reference = "peer median"
         else:
             X, medians, reference = raw, raw.median(), "median"

@@ -36,6 +36,25 @@ def trailing(
     )
 
 
+BAND = "_band"
+
+
+def band_probe(t: ir.Table, ts: ir.IntegerValue, lo_us: int, hi_us: int) -> ir.Table:
+    """``t`` twice, with a ``_band`` key: the two buckets of width ``hi_us - lo_us`` that ``[ts + lo_us,
+    ts + hi_us]`` can touch. Joined on ``_band`` with :func:`band_side` of the other table (plus the exact range
+    conditions), a time-band join hashes on the bucket instead of comparing every pair of rows that share the
+    other keys: its cost follows the pairs in range, not the product of two busy assets' rows."""
+    width = max(1, hi_us - lo_us)
+    first = (ts + lo_us) // width
+    # one pass over ``t`` (an unnested pair), not a union that would evaluate ``t`` twice
+    return t.mutate(**{BAND: ibis.array([first, first + 1]).unnest()})
+
+
+def band_side(t: ir.Table, ts: ir.IntegerValue, lo_us: int, hi_us: int) -> ir.Table:
+    """The other side of :func:`band_probe` (same ``lo_us``/``hi_us``): each row in its one bucket."""
+    return t.mutate(**{BAND: ts // max(1, hi_us - lo_us)})
+
+
 def empty_str_array() -> ir.ArrayValue:
     return ibis.literal([], type="array<string>")
 

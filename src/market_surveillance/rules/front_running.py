@@ -10,8 +10,11 @@ import ibis.expr.types as ir
 from market_surveillance.enums import Typology
 from market_surveillance.rules import intermediates
 from market_surveillance.rules._common import (
+    BAND,
     US,
     alert_rows,
+    band_probe,
+    band_side,
     one_account,
     with_episodes,
 )
@@ -164,29 +167,51 @@ class FrontRunning(Rule):
         # only accounts that entered ahead of a print can alert on it: find those (account, print) pairs
         # first, on the aggressive same-side legs of the lead window, then read just their own legs (a hash
         # join on the account) instead of every account's legs around every large print
+        # time-band keys (_common.band_probe): the joins hash on (asset, 30 s bucket), not on asset alone
+        # an entry takes liquidity, so its leg is the aggressor's: one row per trade, not two legs
+        agg = tr.filter(tr.aggressor.isin(["buy", "sell"]))
+        agg = agg.select(
+            "ts_us",
+            "venue",
+            "asset",
+            side=agg.aggressor,
+            account_id=ibis.ifelse(agg.aggressor == "buy", agg.buyer_id, agg.seller_id),
+            pq=agg.price * agg.qty,
+        )
+        agg = agg.filter(agg.account_id.notnull())
+        bigb = band_probe(big, big.big_us, -lead, 0)
+        atb = band_side(agg, agg.ts_us, -lead, 0)
         on_entry = [
-            at.asset == big.asset,
-            at.ts_us >= big.big_us - lead,
-            at.ts_us < big.big_us,
-            at.side == big.d,
-            at.aggressive,
+            atb[BAND] == bigb[BAND],
+            atb.asset == bigb.asset,
+            atb.ts_us >= bigb.big_us - lead,
+            atb.ts_us < bigb.big_us,
+            atb.side == bigb.d,
         ]
         if p.same_venue_entry:
-            on_entry.append(at.venue == big.big_venue)
-        ent = big.join(at, on_entry)
+            on_entry.append(atb.venue == bigb.big_venue)
+        ent = bigb.join(atb, on_entry)
         ent = ent.filter(ent.big_acct.isnull() | (ent.account_id != ent.big_acct))
-        cand = ent.select(c_big=ent.big_id, c_acct=ent.account_id).distinct()
+        # these rows are exactly the entry legs counted below: an account whose entry is too small to
+        # alert on this print is dropped before its legs around the print are read
+        cand = ent.group_by(c_big=ent.big_id, c_acct=ent.account_id).aggregate(
+            _pq=ent.pq.sum(), _min=ent.min_entry.max()
+        )
+        cand = cand.filter(cand._pq >= cand._min).select("c_big", "c_acct")
         pairs = big.join(cand, big.big_id == cand.c_big).drop("c_big")
-        legs = pairs.join(
-            at,
+        pairsb = band_probe(pairs, pairs.big_us, -lead, ex)
+        atl = band_side(at, at.ts_us, -lead, ex)
+        legs = pairsb.join(
+            atl,
             [
-                at.account_id == pairs.c_acct,
-                at.asset == pairs.asset,
-                at.ts_us >= pairs.big_us - lead,
-                at.ts_us <= pairs.big_us + ex,
-                at.trade_id != pairs.big_id,
+                atl[BAND] == pairsb[BAND],
+                atl.account_id == pairsb.c_acct,
+                atl.asset == pairsb.asset,
+                atl.ts_us >= pairsb.big_us - lead,
+                atl.ts_us <= pairsb.big_us + ex,
+                atl.trade_id != pairsb.big_id,
             ],
-        ).drop("c_acct")
+        ).drop("c_acct", BAND)
         # a print by an unknown account (null id) is still another account's print
         legs = legs.filter(legs.big_acct.isnull() | (legs.account_id != legs.big_acct))
         # entering ahead means taking liquidity: a maker filled passively before the print is not front-running

@@ -9,7 +9,15 @@ import ibis.expr.types as ir
 
 from market_surveillance.enums import Typology
 from market_surveillance.rules import intermediates
-from market_surveillance.rules._common import US, alert_rows, one_account, with_episodes
+from market_surveillance.rules._common import (
+    BAND,
+    US,
+    alert_rows,
+    band_probe,
+    band_side,
+    one_account,
+    with_episodes,
+)
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -73,17 +81,15 @@ class Layering(Rule):
             "cancel_ts",
             "cancel_us",
         )
-        # time buckets of one window bound the self-join: a member placed at most `win` before its anchor
-        # lies in the anchor's bucket or the one before, so each anchor is joined under both bucket keys
-        # (pairs per account/book stay within two windows instead of the whole day on any engine)
-        c = c.mutate(_bk=c.ts_us - c.ts_us % win)
-        a = c.view()
-        a = a.mutate(_jk=a._bk).union(a.mutate(_jk=a._bk - win))
+        # time-band keys (_common.band_probe) bound the self-join: pairs per account/book stay within
+        # two windows instead of the whole day on any engine
+        a = band_probe(c, c.ts_us, -win, 0)
+        c = band_side(c, c.ts_us, -win, 0)
         # members live at the anchor's placement: placed earlier (≤ window) and not yet cancelled
         j = a.join(
             c,
             [
-                a._jk == c._bk,
+                a[BAND] == c[BAND],
                 a.account_id == c.account_id,
                 a.asset == c.asset,
                 a.venue == c.venue,

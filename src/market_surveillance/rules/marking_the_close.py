@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ibis
 import ibis.expr.types as ir
@@ -16,6 +16,7 @@ from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
 _DAY_US = 86_400 * US
+_SEP = "\x1f"  # joins asset and venue into one key for the per-venue reading
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -68,6 +69,30 @@ class MarkingTheCloseParams(Params):
         low=0.5,
         high=1.0,
         doc="share of that account's notional in the span taken aggressively in its direction",
+    )
+    per_venue: bool = param(
+        True,
+        doc="also judge each venue's own close (its move, turnover and flow against that venue's typical "
+        "span): a push on one venue is diluted in the asset-wide reading by the other venues' prints",
+    )
+    min_venue_trades: int = param(
+        3,
+        low=1,
+        doc="trades on the venue in the span for the per-venue reading (a couple of prints is no push)",
+    )
+    venue_move_multiple: float = param(
+        4.0, low=1.0, doc="per-venue reading: move vs the venue's own median move over windows of that length"
+    )
+    venue_volume_multiple: float = param(
+        3.0,
+        low=0.0,
+        doc="per-venue reading: notional vs the venue's median notional per window of that length",
+    )
+    venue_direction_share: float = param(
+        0.85,
+        low=0.5,
+        high=1.0,
+        doc="per-venue reading: share of the venue's span notional taken aggressively in the move's direction",
     )
     min_account_share: float = param(
         0.2,
@@ -134,6 +159,12 @@ class MarkingTheClose(Rule):
         notional) aggressive in one direction, whatever the price did: a manipulator pushing against a
         market that falls anyway moves the print less than the walk hides it, but dominating the flow
         into the fixing one way is the push itself. Its move is then read in that account's direction.
+
+        Per venue (``per_venue``): each venue's own trades before the fixing are also judged against that
+        venue's typical span (``venue_move_multiple``, ``venue_volume_multiple``, ``venue_direction_share``,
+        ``min_venue_trades``): a few large prints on one venue move the close a fixing may take from it,
+        while the other venues' two-way prints dilute them in the asset-wide reading. Such an alert names
+        the venue; a fixing found asset-wide keeps the asset-wide alert.
     Why it is abusive
         A fixing prices derivatives settlements, index values, fund NAVs and liquidations; buying or
         selling into it to move the print benefits positions priced off it, at the expense of every
@@ -296,7 +327,25 @@ class MarkingTheClose(Rule):
         tr = t["trades"]
         legs = intermediates.get(t, "account_trades")
         legs = legs.mutate(fix_us=next_fixing(legs.ts_us, p), notional=legs.price * legs.qty)
-        spans = [self._span(tr, p, s, legs) for s in self.spans_s(p)]
+        spans = [self._span(tr, p, s, legs).mutate(venue=ibis.null("string")) for s in self.spans_s(p)]
+        if p.per_venue:
+            # each venue's own close against that venue's typical span: the asset key carries the venue,
+            # so the same reading runs per (asset, venue) (the participation path stays asset-wide)
+            # a venue carries a fraction of the asset's prints, so its few-print spans swing wider: the
+            # reading asks for a larger move, more turnover and a cleaner one-way flow than the asset's
+            pv = replace(
+                p,
+                min_trades=p.min_venue_trades,
+                move_multiple=p.venue_move_multiple,
+                volume_multiple=p.venue_volume_multiple,
+                min_direction_share=p.venue_direction_share,
+                min_participation=0.0,
+            )
+            trv = tr.mutate(asset=tr.asset.concat(_SEP, tr.venue))
+            for s in self.spans_s(p):
+                h = self._span(trv, pv, s)
+                parts = h.asset.split(_SEP)
+                spans.append(h.mutate(asset=parts[0], venue=parts[1], via=ibis.literal("venue")))
         hits = spans[0] if len(spans) == 1 else ibis.union(*spans)
         # one alert per fixing: the span where the push stands out most (a price push before a
         # participation-only reading)
@@ -307,7 +356,12 @@ class MarkingTheClose(Rule):
         hits = hits.filter(hits.rk == 0).drop("rk")
         # evidence and accounts: the aggressive trades in the move's direction inside the hit span
         h = hits.select(
-            h_asset=hits.asset, h_fix=hits.fix_us, h_up=hits.up, h_dir=hits.directional, h_span=hits.span_s
+            h_asset=hits.asset,
+            h_fix=hits.fix_us,
+            h_up=hits.up,
+            h_dir=hits.directional,
+            h_span=hits.span_s,
+            h_venue=hits.venue,
         )
         j = legs.join(
             h,
@@ -317,6 +371,7 @@ class MarkingTheClose(Rule):
                 legs.fix_us - legs.ts_us <= h.h_span * US,
                 legs.aggressive,
                 (legs.side == "buy") == h.h_up,
+                h.h_venue.isnull() | (legs.venue == h.h_venue),
             ],
         )
         per_acct = j.group_by([j.h_asset, j.h_fix, j.account_id]).aggregate(
@@ -333,6 +388,7 @@ class MarkingTheClose(Rule):
         g = g.mutate(detected_at=fixing)
         return alert_rows(
             g,
+            venue=g.venue,
             accounts=g.accounts.fill_null(ibis.literal([], type="array<string>")),
             value=g.x,
             score=g.x / p.move_multiple,
@@ -348,5 +404,6 @@ class MarkingTheClose(Rule):
             + share
             + " % of the notional taken "
             + ibis.ifelse(g.up, "buying", "selling")
-            + ibis.ifelse(g.via == "participation", ", one account's share dominant", ""),
+            + ibis.ifelse(g.via == "participation", ", one account's share dominant", "")
+            + ibis.ifelse(g.via == "venue", ", on venue " + g.venue.fill_null("") + " (its own close)", ""),
         )

@@ -1,7 +1,14 @@
 """Spoofing: large orders cancelled within seconds while the same account trades the other side.
 
-Variants: ``large_order`` (big spoofs on a liquid book) and ``low_notional`` (spoofs worth $2–5k on a thin
-instrument: large against its own book, small in dollars).
+Variants: ``large_order`` (big spoofs on a liquid book) and ``low_notional`` (spoofs on a thin instrument:
+large against its own book, small in dollars: $2–5k and 40–100× ``typical_qty``, whichever is larger).
+
+A spoof has to look large to the book it is shown to. The background's market makers quote at least 30×
+``typical_qty`` a side (``background._book``), and ``typical_qty`` is under the realised median print (the
+median print is 1.4–3.1×, the median new order 3.4–4.6× ``typical_qty`` on the small and micro caps of
+seeds 6–15), so a spoof of 10–25× ``typical_qty`` (the first low_notional draws) was smaller than every
+standing quote: at the 60th–79th percentile of the book's own new orders on the small caps. ``low_notional``
+therefore sizes against the quotes: 40–100× ``typical_qty`` is 1.3–3.3 market-maker quotes.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from market_surveillance.simulate.scenarios._common import (
 
 LOW_NOTIONAL = {
     "spoof_notional": (2_000, 5_000),
-    "size_multiple": (10, 25),
+    # of typical_qty: 1.3–3.3 standing market-maker quotes (≥ 30× typical_qty), see the module docstring
+    "size_multiple": (40, 100),
     "genuine_notional": (150, 800),
     "baseline_hourly": (1_000, 5_000),
     "scale_usd": False,
