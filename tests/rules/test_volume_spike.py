@@ -168,6 +168,18 @@ def _random_accounts(seed: int) -> list[dict]:
     return rows
 
 
+def _absolute_params(short_h: float, long_h: float) -> VolumeSpikeParams:
+    """Windows of the given hours and absolute floors only, for the bounds' hypothesis tests."""
+    return VolumeSpikeParams(
+        short_window_s=int(short_h * H),
+        long_window_s=int(long_h * H),
+        min_notional_multiple=0.0,
+        min_baseline_multiple=0.0,
+        min_notional=50_000,
+        min_baseline=10_000,
+    )
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -177,14 +189,7 @@ def _random_accounts(seed: int) -> list[dict]:
 def test_volume_spike_hour_prefilter_drops_no_alert(seed: int, short_h: float, long_h: float):
     # the clock-hour bound is an exact superset: same alerts with and without it, whatever the windows
     rows = _random_accounts(seed)
-    p = VolumeSpikeParams(
-        short_window_s=int(short_h * H),
-        long_window_s=int(long_h * H),
-        min_notional_multiple=0.0,
-        min_baseline_multiple=0.0,
-        min_notional=50_000,
-        min_baseline=10_000,
-    )
+    p = _absolute_params(short_h, long_h)
     with_filter = _run(rows, p, ticket=None)
     everyone = lambda at, _start, _p: at.select("account_id", "asset").distinct()  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
@@ -213,14 +218,7 @@ def test_volume_spike_online_bound_drops_no_alert(
 
     rows = _random_accounts(seed)
     rows = [{**r, "trade_id": f"T{i:05d}"} for i, r in enumerate(rows)]
-    p = VolumeSpikeParams(
-        short_window_s=int(short_h * H),
-        long_window_s=int(long_h * H),
-        min_notional_multiple=0.0,
-        min_baseline_multiple=0.0,
-        min_notional=50_000,
-        min_baseline=10_000,
-    )
+    p = _absolute_params(short_h, long_h)
     _, t, _ = from_arrow({"trades": trades(rows)})
     day0 = int(trades([{"ts": 0.0, "buyer_id": "x", "seller_id": "y", "qty": 1.0}])["ts"][0].value)
     since = day0 + int(since_h * H * 1_000_000)
