@@ -19,7 +19,7 @@ _PACK = 2**32  # fills of one account in one window stay far below 2³²
 _BUCKETS = 30  # pre-filter buckets per window: finer prunes more, coarser makes the bucket table smaller
 
 
-def _prune(o: ir.Table, p: CancelToFillParams, since: ir.IntegerScalar | None = None) -> ir.Table:
+def _prune(o: ir.Table, p: CancelToFillParams) -> ir.Table:
     """Events that can matter, with ``_cand`` marking cancels whose trailing window may fire.
 
     Exact trailing-window counts over every order event are the rule's cost; most accounts (market
@@ -30,9 +30,7 @@ def _prune(o: ir.Table, p: CancelToFillParams, since: ir.IntegerScalar | None = 
     candidate only if ``C_ub / max(F_lb, 1) ≥ ratio`` and ``M_ub ≥ min_messages``. The events kept are those
     of every bucket up to ``k`` buckets before a candidate, so candidate cancels see their full window and
     the result is exactly the unpruned one. Bucket starts are integers (``ts_us − ts_us % B``) so engines
-    agree on the edges. Online (``since``: ``intermediates.decide_from``) only buckets ending after it hold a
-    cancel the batch can still decide; the older ones are no candidates, and their events are kept only
-    where a later candidate's window reaches back over them.
+    agree on the edges.
     """
     w_us = int(p.window_s * US)
     b_us = max(w_us // _BUCKETS, 1)
@@ -57,8 +55,6 @@ def _prune(o: ir.Table, p: CancelToFillParams, since: ir.IntegerScalar | None = 
         & (bk.c_ub.cast("float64") / ibis.greatest(bk.f_lb, 1).cast("float64") >= p.ratio)
         & (bk.m_ub >= p.min_messages)
     )
-    if since is not None:
-        cand = cand & (bk._bucket + b_us > since)
     bk = bk.mutate(_cand=cand)
     ahead = ibis.range_window(
         group_by=[bk.account_id, bk.asset], order_by=bk._bucket, preceding=0, following=k * b_us
@@ -108,7 +104,7 @@ class CancelToFill(Rule):
         o = t["orders"]
         o = o.filter(o.account_id.notnull())
         since = intermediates.decide_from(t)
-        o = _prune(o, p, since)
+        o = _prune(o, p)
         # cancels and fills share one range-window SUM, packed as cancels·2³² + fills: each range-window
         # aggregate costs a pass of its own on DuckDB, and this rule runs over every order event
         packed = (o.event == "cancel").cast("int64") * _PACK + (o.event == "fill").cast("int64")
