@@ -83,7 +83,11 @@ def main() -> None:
             f" ({top}; outside the rules {outside:.1f})"
         )
     outside = lat.sum() - sum(per_rule.values())
-    print(f"outside the rules (append, prune, norms, reconcile): {outside:.1f} s")
+    phases: Counter[str] = Counter()
+    for b in res.batches:
+        phases.update(getattr(b, "phase_seconds", {}))
+    split = ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+    print(f"outside the rules: {outside:.1f} s ({split}; the rest: reconcile of detached jobs, slicing the batch)")
     print(
         f"final flush (the detached jobs queued by the last batches, waited for after it): {getattr(res, 'flush_seconds', 0.0):.1f} s"
     )

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -337,3 +338,57 @@ def test_watch_follow_rejects_a_bad_part_names_it_and_keeps_watching(demo, tmp_p
     assert res.events == trades.num_rows and res.stopped == "idle"
     err = capsys.readouterr().err
     assert "rejected part" in err and "trades-001.csv" in err and err.count("\n") == 1
+
+
+def test_liquidity_state_hourly_norms_equal_the_windowed_sql_edges_and_late_trades_included(demo):
+    """The norms kept per print and per bar (online.LiquidityState) give the compiled ``asset_liquidity``
+    over every trailing window, with prints exactly at the window's ends and a late (out-of-order) part."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from market_surveillance import online as on
+
+    trades = on._with_ts_us("trades", pq.read_table(demo / "trades.parquet"))
+    ts = trades["ts_us"].to_numpy().copy()
+    hour = 3600 * on.US
+    # a few prints moved onto exact full hours: they sit on a window's cut (excluded) or its end (included)
+    first_hour = (int(ts[0]) // hour + 1) * hour
+    for k in range(4):
+        i = int(np.searchsorted(ts, first_hour + k * hour))
+        ts[i] = first_hour + k * hour
+    trades = trades.set_column(trades.column_names.index("ts_us"), "ts_us", pa.array(ts))
+    trades = trades.set_column(
+        trades.column_names.index("ts"), "ts", pa.array(ts).cast(pa.timestamp("us", tz="UTC"))
+    )
+    rules = [r for r in build_rules() if r.rule_id == "MS003"]
+    buf = on.DuckDBBuffer({}, {"trades": trades.schema}, rules)
+    assert buf.liquidity is not None
+    end = int(ts[-1])
+    is_late = pc.and_(
+        pc.equal(pc.bit_wise_and(trades["ts_us"], 7), 0), pc.less_equal(trades["ts_us"], end - 3 * hour)
+    )
+    late, on_time = trades.filter(is_late), trades.filter(pc.invert(is_late))
+    step = 1200 * on.US
+    now, compared = int(ts[0]) // step * step + step, 0
+    while now < end + step:
+        part = on_time.filter(
+            pc.and_(pc.greater(on_time["ts_us"], now - step), pc.less_equal(on_time["ts_us"], now))
+        )
+        buf.append("trades", part)
+        if now > end - 3 * hour and late.num_rows:
+            buf.append("trades", late)  # late prints: the kept state is rebuilt at the next refresh
+            late = late.slice(0, 0)
+            assert buf.liquidity.stale
+        for until in (now // hour * hour, now // hour * hour - 1800 * on.US):
+            cut = until - 3 * hour  # a shorter trailing window than a day: the demo day is one day
+            buf.con.execute(f"SET VARIABLE ms_cut_norms = {cut}::BIGINT")
+            buf.con.execute(f"SET VARIABLE ms_norms_until = {until}::BIGINT")
+            want = buf.con.sql(buf._norm_sql["liquidity"]).to_arrow_table().sort_by("asset")
+            got = buf.con.sql(buf.liquidity.sql(cut, until)).to_arrow_table().sort_by("asset")
+            assert got.column_names == want.column_names and got["asset"] == want["asset"]
+            for c in ("med_notional", "move_bps", "move_30m_bps"):
+                assert got[c].to_pylist() == want[c].to_pylist(), (until, c)
+            assert np.allclose(got["adv"].to_numpy(), want["adv"].to_numpy(), rtol=1e-12, atol=0)
+            compared += 1
+        now += step
+    assert compared > 40 and not buf.liquidity.stale

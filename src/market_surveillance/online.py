@@ -210,6 +210,117 @@ def rows_to_alerts(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 # ---------------------------------------------------------------------------------------------
 
 
+class LiquidityState:
+    """What ``_common.asset_liquidity`` windows over, kept as the trades arrive: each print's notional and
+    move from the asset's previous print (with that print's time), and the half-hour bars' open and close.
+
+    The hourly norms over the trailing day are then aggregates of these tables (:meth:`sql`) instead of two
+    windows sorting a day of trades. Exact: a move counts only if its previous print is in the window (the
+    window's first print has none, as in the lag over the window), and the two bars the window's ends cut are
+    rebuilt from the trades in view. Trades appended out of time order (late events) mark the state stale; it
+    is rebuilt from the buffer at the next refresh.
+    """
+
+    def __init__(self, con: Any):
+        self.con = con
+        self.last_us: int | None = None  # the newest print appended
+        self.stale = False
+        con.execute(
+            "CREATE OR REPLACE TABLE ms_liq_prints "
+            "(asset VARCHAR, ts_us BIGINT, notional DOUBLE, move DOUBLE, prev_us BIGINT)"
+        )
+        con.execute(
+            "CREATE OR REPLACE TABLE ms_liq_last (asset VARCHAR, ts_us BIGINT, trade_id VARCHAR, price DOUBLE)"
+        )
+        con.execute("CREATE OR REPLACE TABLE ms_liq_bars (asset VARCHAR, bucket BIGINT, open DOUBLE, close DOUBLE)")
+
+    @staticmethod
+    def _bucket(col: str) -> str:
+        from market_surveillance.rules._common import MOVE_BAR_S
+
+        return f"CAST(FLOOR({col} / {MOVE_BAR_S * US}) AS BIGINT)"  # as bars() compiles
+
+    def _bars(self, source: str, where: str) -> str:
+        """open/close per (asset, bucket) of ``source``'s rows matching ``where``, as ``bars()`` takes them."""
+        return (
+            "SELECT asset, bucket, MAX(_first) AS open, MAX(_last) AS close FROM ("
+            "SELECT asset, bucket, FIRST_VALUE(price) OVER w AS _first, LAST_VALUE(price) OVER w AS _last FROM ("
+            f"SELECT asset, price, ts_us, trade_id, {self._bucket('ts_us')} AS bucket FROM {source} WHERE {where}) "
+            "WINDOW w AS (PARTITION BY asset, bucket ORDER BY ts_us ASC, trade_id ASC "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) GROUP BY asset, bucket"
+        )
+
+    def append(self, first_us: int, last_us: int, source: str = "_new") -> None:
+        """Add the prints of ``source`` (just inserted into ``trades``), spanning ``first_us``..``last_us``."""
+        if self.stale or (self.last_us is not None and first_us <= self.last_us):
+            self.stale = True
+            return
+        con = self.con
+        # moves: the lag over the new prints and each asset's last print before them
+        con.execute(
+            "INSERT INTO ms_liq_prints SELECT asset, ts_us, notional, ABS(price - prev) / prev * 10000, prev_us "
+            "FROM (SELECT *, LAG(price) OVER w AS prev, LAG(ts_us) OVER w AS prev_us FROM ("
+            f"SELECT asset, ts_us, trade_id, price, price * qty AS notional, FALSE AS old FROM {source} "
+            "UNION ALL SELECT asset, ts_us, trade_id, price, NULL, TRUE FROM ms_liq_last) "
+            "WINDOW w AS (PARTITION BY asset ORDER BY ts_us ASC, trade_id ASC)) WHERE NOT old"
+        )
+        con.execute(
+            "CREATE OR REPLACE TABLE ms_liq_last AS SELECT asset, ts_us, trade_id, price FROM ("
+            "SELECT *, row_number() OVER (PARTITION BY asset ORDER BY ts_us DESC, trade_id DESC) AS _rn FROM ("
+            f"SELECT asset, ts_us, trade_id, price FROM {source} UNION ALL SELECT * FROM ms_liq_last)) "
+            "WHERE _rn = 1"
+        )
+        # bars: the buckets the new prints fall in are rebuilt from the buffer (the first may have begun before)
+        b0 = con.execute(f"SELECT {self._bucket(str(int(first_us)))}").fetchone()[0]
+        con.execute(f"DELETE FROM ms_liq_bars WHERE bucket >= {b0}")
+        from market_surveillance.rules._common import MOVE_BAR_S
+
+        touched = f"ts_us >= {(b0 - 1) * MOVE_BAR_S * US} AND {self._bucket('ts_us')} >= {b0}"
+        con.execute(f"INSERT INTO ms_liq_bars {self._bars('trades', touched)}")
+        self.last_us = last_us
+
+    def rebuild(self) -> None:
+        """From the buffer's trades, after an out-of-order append."""
+        for t in ("ms_liq_prints", "ms_liq_last", "ms_liq_bars"):
+            self.con.execute(f"DELETE FROM {t}")
+        self.stale, self.last_us = False, None
+        first, last = self.con.execute("SELECT min(ts_us), max(ts_us) FROM trades").fetchone()
+        if first is not None:
+            self.append(int(first), int(last), source="trades")
+
+    def prune(self, before_us: int) -> None:
+        self.con.execute(f"DELETE FROM ms_liq_prints WHERE ts_us <= {int(before_us)}")
+        self.con.execute(f"DELETE FROM ms_liq_bars WHERE bucket < {self._bucket(str(int(before_us)))}")
+
+    def sql(self, cut_us: int, until_us: int) -> str:
+        """``asset_liquidity`` of the trades in (``cut_us``, ``until_us``] (the ``trades_norms`` view, whose
+        variables the caller has set to them), from the kept prints and bars."""
+        from market_surveillance.rules._common import MOVE_MIN_BARS
+
+        if self.stale:
+            self.rebuild()
+        day_us = 86_400 * US
+        lo, hi = self._bucket(str(int(cut_us))), self._bucket(str(int(until_us)))
+        m = "ABS((close / open) - 1.0) * 10000"
+        # the two bars the window's ends cut, from the trades in view
+        edges = self._bars("trades_norms", f"{self._bucket('ts_us')} IN ({lo}, {hi})")
+        return (
+            "WITH p AS (SELECT * FROM ms_liq_prints "
+            f"WHERE ts_us > {int(cut_us)} AND ts_us <= {int(until_us)}), "
+            "liq AS (SELECT asset, QUANTILE_CONT(notional, 0.5) AS med_notional, "
+            f"SUM(notional) / (CAST(GREATEST(MAX(ts_us) - MIN(ts_us), {day_us // 24}) AS DOUBLE) / {day_us}) "
+            f"AS adv, QUANTILE_CONT(CASE WHEN prev_us > {int(cut_us)} AND move > 0 THEN move ELSE NULL END, 0.5) "
+            "AS move_bps FROM p GROUP BY asset), "
+            f"b AS (SELECT asset, open, close FROM ms_liq_bars WHERE bucket > {lo} AND bucket < {hi} "
+            f"UNION ALL SELECT asset, open, close FROM ({edges})), "
+            "h AS (SELECT asset AS h_asset, COUNT(*) AS _n, "
+            f"QUANTILE_CONT(CASE WHEN {m} > 0 THEN {m} ELSE NULL END, 0.5) AS move_30m_bps FROM b GROUP BY asset) "
+            "SELECT liq.asset, med_notional, adv, move_bps, "
+            f"CASE WHEN _n >= {MOVE_MIN_BARS} THEN h.move_30m_bps ELSE NULL END AS move_30m_bps "
+            "FROM liq LEFT JOIN h ON liq.asset = h.h_asset"
+        )
+
+
 class DuckDBBuffer:
     """The trailing events in DuckDB tables; each rule reads a view cut at its own horizon.
 
@@ -278,6 +389,16 @@ class DuckDBBuffer:
                 self._bars_sql[size] = str(self.backend.compile(expr))
                 # typed as the expression says (the engine would widen the sums to 128 bits)
                 self.backend.create_table(f"ms_bars_{size}", schema=expr.schema(), overwrite=True)
+        # the liquidity norms' two windows (each print's move from the previous one, half-hour bars) over a
+        # day of trades are kept per print and per bar as the trades arrive, so an hourly refresh is plain
+        # aggregates over the trailing day (LiquidityState); the compiled SQL stays for the warm-up
+        self.liquidity = (
+            LiquidityState(self.con) if "liquidity" in self.shared and "trades" in self.timed else None
+        )
+        # the order norms' median reads only new orders' sizes: kept apart, a refresh reads no other event
+        self.order_news = "order_norms" in self.shared and "orders" in self.timed
+        if self.order_news:
+            self.con.execute("CREATE OR REPLACE TABLE ms_order_news (asset VARCHAR, ts_us BIGINT, qty DOUBLE)")
         for rule in rules:
             var = f"ms_cut_{rule.rule_id.lower()}"
             self.con.execute(f"SET VARIABLE {var} = 0::BIGINT")
@@ -343,6 +464,10 @@ class DuckDBBuffer:
             return
         self.con.register("_new", tab)
         self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _new')
+        if name == "trades" and self.liquidity is not None:
+            self.liquidity.append(int(pc.min(tab["ts_us"]).as_py()), int(pc.max(tab["ts_us"]).as_py()))
+        if name == "orders" and self.order_news:
+            self.con.execute("INSERT INTO ms_order_news SELECT asset, ts_us, qty FROM _new WHERE event = 'new'")
         self.con.unregister("_new")
         self._rows[name] += tab.num_rows
         first = int(pc.min(tab["ts_us"]).as_py())
@@ -361,6 +486,10 @@ class DuckDBBuffer:
             if self._deleted[name] > max(self._rows[name], 100_000):
                 self.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "{name}" ORDER BY ts_us')
                 self._deleted[name] = 0
+        if self.liquidity is not None:
+            self.liquidity.prune(before_us)
+        if self.order_news:
+            self.con.execute(f"DELETE FROM ms_order_news WHERE ts_us <= {int(before_us)}")
 
     def rows(self) -> int:
         return sum(self._rows.values())
@@ -388,6 +517,14 @@ class DuckDBBuffer:
         self.con.execute(f"SET VARIABLE ms_cut_norms = {int(until - NORMS_S * US)}::BIGINT")
         self.con.execute(f"SET VARIABLE ms_norms_until = {int(until)}::BIGINT")
         for name, sql in self._norm_sql.items():
+            if name == "liquidity" and self.liquidity is not None and not warm_up:
+                sql = self.liquidity.sql(int(until - NORMS_S * US), int(until))
+            elif name == "order_norms" and self.order_news:
+                # as _common.order_norms compiles, on the new orders kept apart
+                sql = (
+                    "SELECT asset, QUANTILE_CONT(qty, 0.5) AS med_order_qty FROM ms_order_news "
+                    f"WHERE ts_us > {int(until - NORMS_S * US)} AND ts_us <= {int(until)} GROUP BY asset"
+                )
             self.con.execute(f'CREATE OR REPLACE TABLE "ms_i_{name}" AS {sql}')
         self.norms_from = boundary
         return True
@@ -690,6 +827,8 @@ class BatchStats:
     seconds: float
     buffered: int
     rule_seconds: dict[str, float] = field(default_factory=dict)
+    #: wall seconds of the work outside the rules: ``append``, ``norms``, ``prune``, ``sinks``
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -954,7 +1093,9 @@ def watch(
                     if name in buffer.timed:
                         buffer.append(name, tab)
                 span = now - start
+                t_norms = time.perf_counter()
                 buffer.refresh_norms(first, now, norms_us)
+                phases = {"append": t_norms - t0, "norms": time.perf_counter() - t_norms}
                 changed: list[dict[str, Any]] = []
                 rule_seconds: dict[str, float] = {}
                 raised = continued = 0
@@ -995,7 +1136,10 @@ def watch(
                 state.watermark = now
                 # the watermark on record: every decision up to it is taken, detached ones included
                 durable = min([now] + [d.decided_before for d in detached])
+                t_prune = time.perf_counter()
                 buffer.prune(now - keep_us(span))
+                t_sinks = time.perf_counter()
+                phases["prune"] = t_sinks - t_prune
                 if changed or (store_sink is not None and not result.batches):
                     if store_sink is not None:
                         store_sink.write(changed, durable)
@@ -1003,8 +1147,9 @@ def watch(
                         sink_out.write(changed, durable)
                 elif store_sink is not None:
                     store_sink.advance(durable)
+                phases["sinks"] = time.perf_counter() - t_sinks
                 stats = BatchStats(
-                    now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds
+                    now, n_events, raised, continued, time.perf_counter() - t0, buffer.rows(), rule_seconds, phases
                 )
                 result.batches.append(stats)
                 # the idle timeout counts time spent waiting for parts, not the watcher's own work: parts

@@ -9,7 +9,7 @@ import ibis.expr.types as ir
 
 from market_surveillance.enums import Segment, Typology
 from market_surveillance.rules import intermediates
-from market_surveillance.rules._common import empty_str_array, trailing, with_episodes
+from market_surveillance.rules._common import US, empty_str_array, trailing, with_episodes
 from market_surveillance.rules.base import Params, Rule, Tables, param
 from market_surveillance.rules.registry import register
 
@@ -66,6 +66,22 @@ class AccountDeviation(Rule):
         legs = intermediates.get(t, "account_trades").join(acc, "account_id")
         since = intermediates.decide_from(t)
         at = legs.mutate(notional=legs.price * legs.qty)
+        # a window's notional is at most the account's notional over every leg a hit's window can hold
+        # (notionals are positive): accounts whose total there misses either threshold cannot hit, so the
+        # trailing window runs on the few left (most retail accounts trade far below a dozen times their norm)
+        span = at if since is None else at.filter(at.ts_us >= since - p.window_s * US)
+        tot = span.group_by("account_id").aggregate(
+            total=span.notional.sum(),
+            base=span.baseline_hourly_notional.max(),
+            last_us=span.ts_us.max(),
+        )
+        # slack against the different summation order of the window (never excludes a hit, admits a few)
+        bound = tot.total * (1 + 1e-9)
+        can = (bound >= p.min_notional) & (
+            bound / ibis.greatest(tot.base * (p.window_s / 3600), 1e-9) >= p.multiple
+        )
+        tot = tot.filter(can if since is None else can & (tot.last_us >= since))
+        at = at.semi_join(tot, "account_id")
         at = at.mutate(window=at.notional.sum().over(trailing(at, ["account_id"], p.window_s)))
         norm = at.baseline_hourly_notional * (p.window_s / 3600)
         at = at.mutate(m=at.window / ibis.greatest(norm, 1e-9))
