@@ -18,33 +18,22 @@ def bars(trades: ir.Table, bucket_s: int, *, prices: bool = True) -> ir.Table:
     absent; windows over them are range windows on the integer ``bucket`` so gaps count as empty.
 
     ``prices=False`` leaves out ``open`` and ``close`` (the first and last print by time, then trade id),
-    which cost a second pass over the prints at each bucket's first and last instant."""
+    which cost a window ordering every print of the bucket."""
     # only the columns read: an engine that materialises a subquery read twice copies these, not the rows
     tr = trades.select("asset", "ts", "ts_us", "trade_id", "price", "qty", "aggressor")
     tr = tr.mutate(bucket=tr.ts_us // int(bucket_s * US))
-    g = tr.group_by(["asset", "bucket"]).aggregate(
-        n=tr.count(),
-        notional=(tr.price * tr.qty).sum(),
-        n_buy=(tr.aggressor == "buy").cast("int64").sum(),
-        high=tr.price.max(),
-        low=tr.price.min(),
-        ts_first=tr.ts.min(),
-        ts_last=tr.ts.max(),
-        _t0=tr.ts_us.min(),
-        _t1=tr.ts_us.max(),
-    )
-    if not prices:
-        return g.drop("_t0", "_t1")
-    # open and close by one window over the bucket's prints (time, then trade id), in the same aggregate:
-    # a plan with two extra joins per bar table exhausted Spark's driver on MS018, which builds six of them
-    w = ibis.window(group_by=[tr.asset, tr.bucket], order_by=[tr.ts_us, tr.trade_id])
-    tr = tr.mutate(_first=tr.price.first().over(w), _last=tr.price.last().over(w))
+    edges = {}
+    if prices:
+        # open and close by one window over the bucket's prints (time, then trade id), in the same aggregate:
+        # a plan with two extra joins per bar table exhausted Spark's driver on MS018, which builds six of them
+        w = ibis.window(group_by=[tr.asset, tr.bucket], order_by=[tr.ts_us, tr.trade_id])
+        tr = tr.mutate(_first=tr.price.first().over(w), _last=tr.price.last().over(w))
+        edges = {"open": tr._first.max(), "close": tr._last.max()}
     return tr.group_by(["asset", "bucket"]).aggregate(
         n=tr.count(),
         notional=(tr.price * tr.qty).sum(),
         n_buy=(tr.aggressor == "buy").cast("int64").sum(),
-        open=tr._first.max(),
-        close=tr._last.max(),
+        **edges,
         high=tr.price.max(),
         low=tr.price.min(),
         ts_first=tr.ts.min(),
