@@ -21,10 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import cpu_seconds, ensure_data, measure_detect, peak_rss_gib, print_detect
 
 
-def explain(data: Path, rule_id: str) -> None:
-    """Print the compiled SQL's ``EXPLAIN ANALYZE`` for one rule on the DuckDB views of ``data``."""
-    import ibis
-
+def _open_rule(data: Path, rule_id: str):  # type: ignore[no-untyped-def]
+    """The DuckDB backend and views of ``data`` (not validated) and the rule named by id or name."""
     from market_surveillance.io.canonical import open_dir
     from market_surveillance.rules.registry import all_rules
 
@@ -32,7 +30,14 @@ def explain(data: Path, rule_id: str) -> None:
     matches = [c for c in all_rules() if rule_id in (c.rule_id, c.name)]
     if not matches:
         raise SystemExit(f"unknown rule {rule_id!r}")
-    rule = matches[0]()
+    return backend, tables, matches[0]()
+
+
+def explain(data: Path, rule_id: str) -> None:
+    """Print the compiled SQL's ``EXPLAIN ANALYZE`` for one rule on the DuckDB views of ``data``."""
+    import ibis
+
+    backend, tables, rule = _open_rule(data, rule_id)
     sql = ibis.to_sql(rule.expression(tables), dialect="duckdb")
     con = backend.con
     con.execute("PRAGMA enable_profiling = 'query_tree'")
@@ -45,15 +50,9 @@ def explain(data: Path, rule_id: str) -> None:
 
 def only(data: Path, rule_id: str) -> None:
     """Time one rule on DuckDB: materialise the intermediates it reads, then run it."""
-    from market_surveillance.io.canonical import open_dir
     from market_surveillance.rules import intermediates
-    from market_surveillance.rules.registry import all_rules
 
-    _, tables, _ = open_dir(data, validate=False)
-    matches = [c for c in all_rules() if rule_id in (c.rule_id, c.name)]
-    if not matches:
-        raise SystemExit(f"unknown rule {rule_id!r}")
-    rule = matches[0]()
+    _, tables, rule = _open_rule(data, rule_id)
     c0 = cpu_seconds()
     t = {**tables, **intermediates.materialize(tables, intermediates.needed([rule], tables))}
     t0, c1 = time.perf_counter(), cpu_seconds()
